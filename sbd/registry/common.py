@@ -1,0 +1,64 @@
+"""Register a logged model, tag it, and move the ``candidate`` / ``champion`` aliases."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import mlflow
+from mlflow import MlflowClient
+from mlflow.entities.model_registry import ModelVersion
+from mlflow.exceptions import MlflowException
+
+KINDS = ("ridge", "knn", "decoder")
+SCORE_TAG = "val_score"
+CANDIDATE = "candidate"
+CHAMPION = "champion"
+
+
+def model_name(kind: str, dataset: str, subject: int | str | None = None,
+               roi: str | None = None, backbone: str | None = None) -> str:
+    """Registered model name of one kind (see :mod:`sbd.registry`)."""
+    if kind == "knn":
+        if not backbone:
+            raise ValueError("model_name('knn', ...) needs backbone=.")
+        return f"sbd-{dataset}-{backbone}-knn"
+    if kind in ("ridge", "decoder"):
+        if subject is None or not roi:
+            raise ValueError(f"model_name({kind!r}, ...) needs subject= and roi=.")
+        return f"sbd-{dataset}-s{int(subject)}-{roi}-{kind}"
+    raise ValueError(f"Unknown kind={kind!r}; valid: {', '.join(KINDS)}.")
+
+
+def _champion_score(client: MlflowClient, name: str) -> float | None:
+    try:
+        mv = client.get_model_version_by_alias(name, CHAMPION)
+    except MlflowException:
+        return None
+    value = mv.tags.get(SCORE_TAG)
+    return float(value) if value not in (None, "") else None
+
+
+def register_model_version(model_uri: str, name: str, score: float,
+                           tags: dict[str, Any] | None = None,
+                           higher_is_better: bool = True) -> tuple[ModelVersion, bool]:
+    """Register ``model_uri`` as a new version of ``name``.
+
+    The version gets ``tags`` and ``val_score=score``; alias ``candidate`` points to it;
+    alias ``champion`` moves to it when there is no champion yet or ``score`` beats the
+    champion's. Returns ``(version, became_champion)``.
+    """
+    if score is None or not math.isfinite(float(score)):
+        raise ValueError(f"Validation score of {name!r} must be a finite number, got {score!r}.")
+    client = MlflowClient()
+    mv = mlflow.register_model(model_uri, name)
+    all_tags = {k: str(v) for k, v in (tags or {}).items()}
+    all_tags[SCORE_TAG] = repr(float(score))
+    for k, v in all_tags.items():
+        client.set_model_version_tag(name, mv.version, k, v)
+    client.set_registered_model_alias(name, CANDIDATE, mv.version)
+    current = _champion_score(client, name)
+    better = current is None or (score > current if higher_is_better else score < current)
+    if better:
+        client.set_registered_model_alias(name, CHAMPION, mv.version)
+    return client.get_model_version(name, mv.version), better

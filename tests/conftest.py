@@ -1,0 +1,77 @@
+"""Shared fixtures.
+
+Every test session runs against a temporary MLflow tracking store and registry (an sqlite
+file with artifacts in the same temporary folder), never the user's ``mlflow.db``.
+``phantom_dir`` / ``phantom_features`` build the small phantom dataset and its
+EfficientNet-Lite0 features once per session for the end-to-end tests.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+
+def _use_store(root: Path) -> dict[str, str]:
+    import mlflow
+
+    root.mkdir(parents=True, exist_ok=True)
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    env = {"MLFLOW_TRACKING_URI": uri, "MLFLOW_REGISTRY_URI": uri,
+           "MLFLOW_EXPERIMENT_NAME": "sbd-tests"}
+    os.environ.update(env)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    if mlflow.get_experiment_by_name("sbd-tests") is None:
+        mlflow.create_experiment("sbd-tests", artifact_location=(root / "artifacts").as_uri())
+    mlflow.set_experiment("sbd-tests")
+    return env
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _session_tracking_store(tmp_path_factory):
+    """A temporary tracking store for the whole session (the user's is never touched)."""
+    saved = {k: os.environ.get(k) for k in
+             ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_EXPERIMENT_NAME")}
+    _use_store(tmp_path_factory.mktemp("mlflow-session"))
+    yield
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+@pytest.fixture
+def mlflow_store(tmp_path, monkeypatch):
+    """A fresh, empty tracking store + registry for one test; returns its tracking URI."""
+    import mlflow
+
+    for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_EXPERIMENT_NAME"):
+        monkeypatch.setenv(k, os.environ.get(k, ""))
+    env = _use_store(tmp_path / "mlflow")
+    yield env["MLFLOW_TRACKING_URI"]
+    while mlflow.active_run() is not None:
+        mlflow.end_run()
+
+
+@pytest.fixture(scope="session")
+def phantom_dir(tmp_path_factory) -> Path:
+    """The ``small`` phantom dataset, built once per session."""
+    from sbd.data import phantom
+
+    root = tmp_path_factory.mktemp("phantom")
+    phantom.build(root, preset="small", seed=0, progress=False)
+    return root
+
+
+@pytest.fixture(scope="session")
+def phantom_features(phantom_dir) -> Path:
+    """EfficientNet-Lite0 features (training, test, bank) of the small phantom."""
+    from sbd.features.extract import extract_dataset
+
+    extract_dataset(phantom_dir, backbone="efficientnet-lite0", source="all",
+                    batch_size=32, num_workers=0, progress=False)
+    return phantom_dir
