@@ -1,5 +1,24 @@
-"""MLproject entry point `main` (see DESIGN.md). Not implemented yet."""
+"""MLproject entry point ``main``: the whole chain on one dataset (see sbd.steps.main)."""
 
-import sys
+import argparse
+import logging
 
-sys.exit("sbd: entry point 'main' is not implemented yet (see the open issues).")
+from _cli import as_bool, as_int
+
+from sbd.steps import main
+
+parser = argparse.ArgumentParser(description=__doc__)
+parser.add_argument("--dataset", default="phantom", choices=["phantom", "god"])
+parser.add_argument("--data-dir", default="")
+parser.add_argument("--preset", default="default")
+parser.add_argument("--subjects", default="1", help="comma-separated subject numbers")
+parser.add_argument("--rois", default="VC", help="comma-separated ROIs")
+parser.add_argument("--backbone", default="")
+parser.add_argument("--n-trials", type=as_int, default=30)
+parser.add_argument("--generator", default="")
+parser.add_argument("--seed", type=as_int, default=0)
+parser.add_argument("--force", type=as_bool, default=False)
+args = parser.parse_args()
+logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+run_id = main.run(**{k: v for k, v in vars(args).items()})
+print(f"main run: {run_id}")

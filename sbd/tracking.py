@@ -78,3 +78,54 @@ def step_run(entry_point: str, params: dict[str, Any], run_name: str | None = No
 def log_json_line(figures: dict[str, Any]) -> None:
     """Log the numeric entries of ``figures`` as metrics of the active run."""
     mlflow.log_metrics({k: float(v) for k, v in figures.items() if isinstance(v, (int, float))})
+
+
+CACHE_KEY_TAG = "sbd.cache_key"
+
+
+def cache_key(entry_point: str, params: dict[str, Any], upstream: list[str] | tuple[str, ...] = (),
+              commit: str | None = None) -> str:
+    """A hash of what determines a step's result: entry point, params, code and inputs.
+
+    ``upstream`` are the run ids the step reads from (so a rebuilt dataset invalidates
+    everything downstream of it); ``commit`` the git commit of the code.
+    """
+    import hashlib
+    import json
+
+    payload = json.dumps({"entry_point": entry_point,
+                          "params": {k: _param_str(v) for k, v in sorted(params.items())},
+                          "upstream": list(upstream), "commit": commit or ""}, sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()[:32]
+
+
+def find_finished_run(key: str, experiment_ids: list[str] | None = None) -> str | None:
+    """The newest FINISHED run tagged with cache key ``key``, or None."""
+    client = mlflow.MlflowClient()
+    if experiment_ids is None:
+        active = mlflow.active_run()
+        experiment_ids = ([active.info.experiment_id] if active else
+                          [e.experiment_id for e in client.search_experiments()])
+    runs = client.search_runs(
+        experiment_ids,
+        filter_string=f"tags.`{CACHE_KEY_TAG}` = '{key}' and attributes.status = 'FINISHED'",
+        order_by=["attributes.start_time DESC"], max_results=1)
+    return runs[0].info.run_id if runs else None
+
+
+def get_or_run(entry_point: str, func, params: dict[str, Any], upstream: list[str] | tuple[str, ...] = (),
+               force: bool = False) -> tuple[str, bool]:
+    """Run step ``func(**params)`` unless a finished run with the same cache key exists.
+
+    Returns ``(run_id, reused)``. The key covers entry point, params, git commit and the
+    upstream run ids (see :func:`cache_key`); it is set as tag ``sbd.cache_key`` on the
+    step's run once the step has finished, so a failed or killed step is never reused.
+    """
+    key = cache_key(entry_point, params, upstream, git_commit())
+    if not force:
+        found = find_finished_run(key)
+        if found is not None:
+            return found, True
+    run_id = func(**params)
+    mlflow.MlflowClient().set_tag(run_id, CACHE_KEY_TAG, key)
+    return run_id, False

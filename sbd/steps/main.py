@@ -1,0 +1,124 @@
+"""The ``main`` entry point: the whole chain under one parent run.
+
+prepare_data → extract_features → for each subject and ROI: train_ridge → train_knn →
+build_decoder → generate → evaluate.  Each step is a child run, reused when a finished
+run with the same entry point, parameters, git commit and upstream runs exists
+(:func:`sbd.tracking.get_or_run`); ``force=True`` reruns everything.  The parent logs a
+summary table (subject × ROI × metric), a figure of decoding by ROI when several ROIs
+ran, and the overview grids of the generation runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+
+from sbd import tracking
+from sbd.data.layout import resolve_data_dir
+from sbd.registry.common import model_name
+
+log = logging.getLogger(__name__)
+
+ROIS = ("V1", "V2", "V3", "V4", "LOC", "FFA", "PPA", "LVC", "HVC", "VC")
+DEFAULT_GENERATOR = {"phantom": "tiny", "god": "sd"}
+SUMMARY_METRICS = ("test/wup_top1", "test/wup_best_topk", "test/wup_chance", "test/wup_p",
+                   "test/top1_acc", "test/top5_acc", "test/ident2_acc", "test/ident10_acc",
+                   "test/ident50_acc", "test/feature_r", "test/judge2afc_acc")
+
+
+def _split(text: str | list | tuple, what: str, valid: tuple[str, ...] | None = None) -> list[str]:
+    items = [t.strip() for t in (text.split(",") if isinstance(text, str) else text) if str(t).strip()]
+    if not items:
+        raise ValueError(f"{what} is empty; give a comma-separated list.")
+    if valid is not None:
+        unknown = [t for t in items if t not in valid]
+        if unknown:
+            raise ValueError(f"Unknown {what}={unknown!r}; valid: {', '.join(valid)}.")
+    return items
+
+
+def run(dataset: str = "phantom", data_dir: str = "", preset: str = "default",
+        subjects: str = "1", rois: str = "VC", backbone: str = "", n_trials: int = 30,
+        generator: str = "", seed: int = 0, force: bool = False) -> str:
+    """Run the chain; returns the parent run id."""
+    from sbd.features.backbones import resolve_backbone
+    from sbd.steps import (build_decoder, evaluate, extract_features, generate,
+                           prepare_data, train_knn, train_ridge)
+
+    root = str(resolve_data_dir(dataset, data_dir))
+    subject_list = [int(s) for s in _split(subjects, "subjects")]
+    roi_list = _split(rois, "rois", ROIS)
+    backbone = resolve_backbone(dataset, backbone)
+    generator = generator or DEFAULT_GENERATOR[dataset]
+    params = dict(dataset=dataset, data_dir=data_dir, preset=preset, subjects=subjects,
+                  rois=rois, backbone=backbone, n_trials=n_trials, generator=generator,
+                  seed=seed, force=force)
+    with tracking.step_run("main", params) as parent:
+        reused: dict[str, bool] = {}
+
+        def step(name, func, upstream=(), **kwargs):
+            run_id, was_reused = tracking.get_or_run(name, func, kwargs, upstream, force)
+            reused[f"{name}:{run_id}"] = was_reused
+            log.info("%s %s run %s", name, "reused" if was_reused else "ran", run_id)
+            return run_id
+
+        data_run = step("prepare_data", prepare_data.run, dataset=dataset, data_dir=root,
+                        preset=preset, seed=seed)
+        feat_run = step("extract_features", extract_features.run, [data_run], dataset=dataset,
+                        data_dir=root, backbone=backbone, source="all")
+        rows, grids = [], []
+        for subject in subject_list:
+            for roi in roi_list:
+                ridge_run = step("train_ridge", train_ridge.run, [feat_run], dataset=dataset,
+                                 data_dir=root, subject=subject, roi=roi, backbone=backbone,
+                                 n_trials=n_trials, seed=seed)
+                knn_run = step("train_knn", train_knn.run, [ridge_run], dataset=dataset,
+                               data_dir=root, subject=subject, roi=roi, backbone=backbone,
+                               n_trials=n_trials, seed=seed)
+                dec_run = step("build_decoder", build_decoder.run, [ridge_run, knn_run],
+                               dataset=dataset, subject=subject, roi=roi, backbone=backbone)
+                decoder = f"models:/{model_name('decoder', dataset, subject, roi)}@champion"
+                gen_run = step("generate", generate.run, [dec_run], decoder=decoder,
+                               dataset=dataset, data_dir=root, subject=subject, roi=roi,
+                               generator=generator, seed=seed)
+                eval_run = step("evaluate", evaluate.run, [dec_run, gen_run], decoder=decoder,
+                                dataset=dataset, data_dir=root, subject=subject, roi=roi,
+                                generate_run=gen_run, seed=seed)
+                metrics = mlflow.MlflowClient().get_run(eval_run).data.metrics
+                rows.append({"subject": subject, "roi": roi, "evaluate_run": eval_run,
+                             **{m: metrics.get(m) for m in SUMMARY_METRICS}})
+                grids.append((subject, roi, gen_run))
+        summary = pd.DataFrame(rows)
+        _log_summary(summary, grids)
+        mlflow.log_metrics({"main/n_steps_reused": sum(reused.values()),
+                            "main/n_steps_run": sum(not r for r in reused.values())})
+        return parent.info.run_id
+
+
+def _log_summary(summary: pd.DataFrame, grids: list[tuple[int, str, str]]) -> None:
+    mlflow.log_table(summary, "summary.json")
+    with tempfile.TemporaryDirectory() as tmp:
+        csv = Path(tmp) / "summary.csv"
+        summary.to_csv(csv, index=False)
+        mlflow.log_artifact(str(csv))
+        if summary["roi"].nunique() > 1:
+            from sbd.metrics.plots import plot_by_roi
+
+            fig = plot_by_roi(summary, "test/wup_top1")
+            mlflow.log_figure(fig, "decoding_by_roi.png")
+        for subject, roi, gen_run in grids:
+            try:
+                local = mlflow.artifacts.download_artifacts(
+                    run_id=gen_run, artifact_path="grids/overview.png", dst_path=tmp)
+            except Exception as err:  # a generation run without an overview grid
+                log.warning("no overview grid in generate run %s: %s", gen_run, err)
+                continue
+            mlflow.log_artifact(local, artifact_path=f"overview/s{subject}-{roi}")
+    for row in summary.to_dict("records"):
+        for m in SUMMARY_METRICS:
+            if row.get(m) is not None:
+                mlflow.log_metric(f"s{row['subject']}/{row['roi']}/{m}", row[m])
