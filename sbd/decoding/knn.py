@@ -1,0 +1,612 @@
+"""Exact k-nearest-neighbour search over a feature bank, and label rules on top of it.
+
+The bank streams from its HDF5 file in blocks (float16 storage, float32 accumulation), so
+banks larger than memory work; each block is one matrix product in torch and a running
+top-k merge.  Besides the k nearest neighbours, one pass also keeps, per query, the
+distance to the nearest member of every class (``class_distances``) — the exact
+extension of the paper's "labels of the nearest neighbours, in order" to any number of
+ranks.
+
+Label rules (:data:`RULES`), each giving ``top_k`` distinct wnids ranked best first with a
+score (higher = better):
+
+``nearest`` (the paper's)
+    classes ranked by their nearest member; score = similarity of that member
+    (cosine similarity, or ``-distance`` for euclidean).
+``vote``
+    share of the k neighbours carrying the label; ties broken by the nearest member.
+``weighted``
+    softmax of ``-d / (temperature * mean(d))`` over the k neighbours, summed per label
+    (scale-free, so one temperature range suits any feature space).
+``centroid``
+    classes ranked by the distance of their mean feature (nearest class mean); score as
+    for ``nearest``.
+
+Ranks that the rule leaves empty (fewer than ``top_k`` labels among the k neighbours) are
+filled by nearest member, then by centroid distance, with score 0 for ``vote`` and
+``weighted``.
+
+An optional FAISS backend (extra ``faiss``) gives exact flat indexes and an approximate
+IVF-PQ index; :func:`recall_at_k` measures the latter against exact search.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator
+
+METRICS = ("euclidean", "cosine")
+RULES = ("nearest", "vote", "weighted", "centroid")
+BACKENDS = ("torch", "faiss-flat", "faiss-ivfpq")
+DEFAULT_BLOCK_SIZE = 8192
+_EPS = 1e-12
+
+
+def _check_choice(kind: str, value: str, valid: Sequence[str]) -> None:
+    if value not in valid:
+        raise ValueError(f"Unknown {kind}={value!r}; valid: {', '.join(valid)}.")
+
+
+# ----------------------------------------------------------------------------- banks
+
+
+class InMemoryBank:
+    """A bank held in memory, with the reading interface of ``sbd.features.bank.FeatureBank``.
+
+    Parameters
+    ----------
+    features : array (N, D)
+        Bank features (any float dtype; blocks are served as float32).
+    wnids : sequence of str, length N
+        The label of each row.
+    image_ids : sequence of str, length N, optional
+        Row identifiers (default ``"row<i>"``).
+    backbone : str
+        Name of the backbone that produced the features.
+    """
+
+    def __init__(self, features: np.ndarray, wnids: Sequence[str],
+                 image_ids: Sequence[str] | None = None, backbone: str = "") -> None:
+        features = np.asarray(features)
+        if features.ndim != 2:
+            raise ValueError(f"Bank features must be 2-D (N, D), got shape {features.shape}.")
+        if len(wnids) != features.shape[0]:
+            raise ValueError(f"Bank has {features.shape[0]} rows but {len(wnids)} wnids.")
+        self.features = features
+        self.wnids = np.asarray(wnids, dtype=str)
+        self.image_ids = (np.asarray(image_ids, dtype=str) if image_ids is not None
+                          else np.asarray([f"row{i}" for i in range(len(wnids))]))
+        self.backbone = backbone
+        self.dim = int(features.shape[1])
+
+    def __len__(self) -> int:
+        return int(self.features.shape[0])
+
+    def iter_blocks(self, block_size: int) -> Iterator[tuple[int, np.ndarray]]:
+        for start in range(0, len(self), block_size):
+            yield start, np.asarray(self.features[start:start + block_size], dtype=np.float32)
+
+    def close(self) -> None:
+        pass
+
+
+def open_bank(bank: Any):
+    """A bank object from a path to a bank ``.h5`` (``FeatureBank``) or a bank object as is."""
+    if isinstance(bank, (str, Path)):
+        from sbd.features.bank import FeatureBank
+
+        path = Path(bank)
+        if not path.is_file():
+            raise FileNotFoundError(f"Feature bank file {path} does not exist.")
+        return FeatureBank(path)
+    for attr in ("iter_blocks", "wnids", "dim"):
+        if not hasattr(bank, attr):
+            raise TypeError(f"Not a feature bank (no {attr!r}): {type(bank).__name__}; "
+                            "pass a FeatureBank, an InMemoryBank or a path to a bank .h5.")
+    return bank
+
+
+def class_codes(wnids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted distinct labels and the integer code of each row: ``(classes (C,), codes (N,))``."""
+    classes, codes = np.unique(np.asarray(wnids, dtype=str), return_inverse=True)
+    return classes, codes.astype(np.int64)
+
+
+# ----------------------------------------------------------------------------- search
+
+
+@dataclass
+class Neighbours:
+    """Result of a neighbour search for ``n`` queries.
+
+    Attributes
+    ----------
+    indices : int64 array (n, k)
+        Bank rows of the k nearest neighbours, nearest first.
+    distances : float32 array (n, k)
+        Their distances (euclidean, or cosine distance ``1 - cos``).
+    wnids : str array (n, k)
+        Their labels.
+    class_distances : float32 array (n, C) or None
+        Distance to the nearest member of each class of ``classes`` (``inf`` when unknown).
+    classes : str array (C,) or None
+        The class labels indexing ``class_distances``.
+    metric : str
+    """
+
+    indices: np.ndarray
+    distances: np.ndarray
+    wnids: np.ndarray
+    class_distances: np.ndarray | None = None
+    classes: np.ndarray | None = None
+    metric: str = "euclidean"
+
+    def truncate(self, k: int) -> "Neighbours":
+        """The same search result with only the first ``k`` neighbours."""
+        return Neighbours(self.indices[:, :k], self.distances[:, :k], self.wnids[:, :k],
+                          self.class_distances, self.classes, self.metric)
+
+
+def _as_queries(features: Any, dim: int | None = None) -> torch.Tensor:
+    q = np.asarray(features, dtype=np.float32)
+    if q.ndim == 1:
+        q = q[None, :]
+    if q.ndim != 2:
+        raise ValueError(f"Query features must be 2-D (n, D), got shape {q.shape}.")
+    if dim is not None and q.shape[1] != dim:
+        raise ValueError(f"Query features have {q.shape[1]} columns; the bank has dim {dim}.")
+    if not np.isfinite(q).all():
+        raise ValueError("Query features contain NaN or infinite values.")
+    return torch.from_numpy(np.ascontiguousarray(q))
+
+
+def _block_distances(q: torch.Tensor, q_sq: torch.Tensor | None, b: torch.Tensor,
+                     metric: str) -> torch.Tensor:
+    """Distances (n, m) between prepared queries and one block; squared for euclidean."""
+    if metric == "cosine":
+        b = b / b.norm(dim=1, keepdim=True).clamp_min(_EPS)
+        return 1.0 - q @ b.T
+    d = torch.addmm((b * b).sum(1)[None, :], q, b.T, alpha=-2.0)
+    d += q_sq[:, None]
+    return d.clamp_min_(0.0)
+
+
+def exact_search(queries: Any, bank: Any, k: int = 5, metric: str = "euclidean",
+                 block_size: int = DEFAULT_BLOCK_SIZE, codes: np.ndarray | None = None,
+                 n_classes: int | None = None, exclude: np.ndarray | None = None,
+                 query_batch: int = 1024, progress: bool = False) -> Neighbours:
+    """Exact k nearest neighbours of ``queries`` in ``bank``, streaming it in blocks.
+
+    Parameters
+    ----------
+    queries : array (n, D)
+    bank : FeatureBank, InMemoryBank or path to a bank ``.h5``
+    k : int
+        Number of neighbours (capped at the bank size).
+    metric : {"euclidean", "cosine"}
+    block_size : int
+        Bank rows per block (memory ~ ``block_size * (D + n) * 4`` bytes).
+    codes : int array (N,), optional
+        Class code of each bank row; when given, ``class_distances`` (n, n_classes) is
+        filled with the distance to each class's nearest member.
+    n_classes : int, optional
+        Number of classes (default ``codes.max() + 1``).
+    exclude : bool array (N,), optional
+        Bank rows never returned (e.g. the query stimuli themselves).
+    query_batch : int
+        Queries per pass over the bank.
+
+    Returns
+    -------
+    Neighbours
+        ``wnids`` is empty-string filled when the bank has no ``wnids``.
+    """
+    _check_choice("metric", metric, METRICS)
+    bank = open_bank(bank)
+    n_bank = len(bank)
+    if n_bank == 0:
+        raise ValueError("The feature bank is empty.")
+    k = int(k)
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}.")
+    k = min(k, n_bank)
+    q_all = _as_queries(queries, bank.dim)
+    if codes is not None:
+        codes = np.asarray(codes, dtype=np.int64)
+        if codes.shape != (n_bank,):
+            raise ValueError(f"codes has shape {codes.shape}; expected ({n_bank},).")
+        n_classes = int(n_classes if n_classes is not None else codes.max() + 1)
+    excl_t = None
+    if exclude is not None:
+        exclude = np.asarray(exclude, dtype=bool)
+        if exclude.shape != (n_bank,):
+            raise ValueError(f"exclude has shape {exclude.shape}; expected ({n_bank},).")
+        if exclude.all():
+            raise ValueError("exclude removes every row of the bank.")
+        excl_t = torch.from_numpy(exclude)
+
+    n = q_all.shape[0]
+    out_d = np.empty((n, k), np.float32)
+    out_i = np.empty((n, k), np.int64)
+    out_c = np.empty((n, n_classes), np.float32) if codes is not None else None
+    with torch.inference_mode():
+        for q0 in range(0, n, query_batch):
+            q = q_all[q0:q0 + query_batch]
+            q_sq = None
+            if metric == "cosine":
+                q = q / q.norm(dim=1, keepdim=True).clamp_min(_EPS)
+            else:
+                q_sq = (q * q).sum(1)
+            nq = q.shape[0]
+            best_d = torch.full((nq, k), float("inf"))
+            best_i = torch.zeros((nq, k), dtype=torch.int64)
+            cls_d = torch.full((nq, n_classes), float("inf")) if codes is not None else None
+            blocks = bank.iter_blocks(block_size)
+            if progress:
+                from tqdm.auto import tqdm
+
+                blocks = tqdm(blocks, total=-(-n_bank // block_size), desc="kNN", unit="block")
+            for start, block in blocks:
+                b = torch.from_numpy(np.asarray(block, dtype=np.float32))
+                d = _block_distances(q, q_sq, b, metric)
+                stop = start + b.shape[0]
+                if excl_t is not None:
+                    mask = excl_t[start:stop]
+                    if mask.any():
+                        d[:, mask] = float("inf")
+                kk = min(k, d.shape[1])
+                bd, bi = torch.topk(d, kk, dim=1, largest=False, sorted=False)
+                cat_d = torch.cat([best_d, bd], 1)
+                cat_i = torch.cat([best_i, bi + start], 1)
+                best_d, pos = torch.topk(cat_d, k, dim=1, largest=False, sorted=True)
+                best_i = torch.gather(cat_i, 1, pos)
+                if cls_d is not None:
+                    idx = torch.from_numpy(codes[start:stop]).expand(nq, -1)
+                    cls_d.scatter_reduce_(1, idx, d, reduce="amin", include_self=True)
+            if metric == "euclidean":
+                best_d = best_d.sqrt()
+                if cls_d is not None:
+                    cls_d = cls_d.sqrt()
+            out_d[q0:q0 + nq] = best_d.numpy()
+            out_i[q0:q0 + nq] = best_i.numpy()
+            if out_c is not None:
+                out_c[q0:q0 + nq] = cls_d.numpy()
+    wn = np.asarray(getattr(bank, "wnids", None) if getattr(bank, "wnids", None) is not None
+                    else np.full(n_bank, ""), dtype=str)
+    return Neighbours(out_i, out_d, wn[out_i], out_c, None, metric)
+
+
+def class_centroids(bank: Any, codes: np.ndarray, n_classes: int, metric: str = "euclidean",
+                    block_size: int = DEFAULT_BLOCK_SIZE) -> np.ndarray:
+    """Mean feature of each class, float32 (C, D); for cosine, the mean of unit vectors."""
+    _check_choice("metric", metric, METRICS)
+    bank = open_bank(bank)
+    sums = torch.zeros((n_classes, bank.dim), dtype=torch.float64)
+    counts = np.bincount(codes, minlength=n_classes)
+    with torch.inference_mode():
+        for start, block in bank.iter_blocks(block_size):
+            b = torch.from_numpy(np.asarray(block, dtype=np.float32))
+            if metric == "cosine":
+                b = b / b.norm(dim=1, keepdim=True).clamp_min(_EPS)
+            idx = torch.from_numpy(codes[start:start + b.shape[0]])
+            sums.index_add_(0, idx, b.double())
+    means = sums / torch.from_numpy(np.maximum(counts, 1)).double()[:, None]
+    return means.float().numpy()
+
+
+def centroid_distances(queries: Any, centroids: np.ndarray, metric: str) -> np.ndarray:
+    """Distances (n, C) from queries to class centroids."""
+    q = _as_queries(queries, centroids.shape[1])
+    c = torch.from_numpy(np.asarray(centroids, dtype=np.float32))
+    with torch.inference_mode():
+        if metric == "cosine":
+            q = q / q.norm(dim=1, keepdim=True).clamp_min(_EPS)
+            d = _block_distances(q, None, c, "cosine")
+        else:
+            d = _block_distances(q, (q * q).sum(1), c, "euclidean").sqrt()
+    return d.numpy()
+
+
+# ----------------------------------------------------------------------------- label rules
+
+
+def similarity(distances: np.ndarray, metric: str) -> np.ndarray:
+    """Score of a distance, higher = closer: ``1 - d`` (cosine similarity) or ``-d``."""
+    return 1.0 - distances if metric == "cosine" else -distances
+
+
+def rank_labels(neighbours: Neighbours, classes: np.ndarray, rule: str = "nearest",
+                k: int = 5, temperature: float = 1.0, top_k: int = 5,
+                centroid_dist: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Apply a label rule to a search result.
+
+    Parameters
+    ----------
+    neighbours : Neighbours
+        With ``class_distances`` (n, C) indexed like ``classes``; at least ``k`` neighbours.
+    classes : str array (C,)
+    rule : {"nearest", "vote", "weighted", "centroid"}
+    k : int
+        Neighbours that vote (``vote``, ``weighted``).
+    temperature : float
+        Softmax temperature of ``weighted`` (> 0).
+    top_k : int
+        Ranks returned (capped at C).
+    centroid_dist : float array (n, C), optional
+        Distances to class centroids; needed by ``centroid``, used to fill ranks otherwise.
+
+    Returns
+    -------
+    wnids : str array (n, top_k)
+    scores : float32 array (n, top_k)
+    """
+    _check_choice("rule", rule, RULES)
+    n = neighbours.indices.shape[0]
+    n_classes = len(classes)
+    top_k = min(int(top_k), n_classes)
+    cls_d = neighbours.class_distances
+    if cls_d is None:
+        cls_d = np.full((n, n_classes), np.inf, np.float32)
+    cen_d = centroid_dist if centroid_dist is not None else np.zeros((n, n_classes), np.float32)
+    if rule == "centroid":
+        if centroid_dist is None:
+            raise ValueError("rule='centroid' needs centroid distances (fit the labeller first).")
+        primary = -centroid_dist
+        secondary, tertiary = cls_d, cls_d
+    else:
+        if rule == "nearest":
+            primary = np.where(np.isfinite(cls_d), -cls_d, -np.inf)
+        else:
+            k = min(int(k), neighbours.indices.shape[1])
+            if k < 1:
+                raise ValueError(f"k must be >= 1, got {k}.")
+            pos = np.searchsorted(classes, neighbours.wnids[:, :k])
+            if rule == "vote":
+                w = np.full((n, k), 1.0 / k)
+            else:
+                if not temperature > 0:
+                    raise ValueError(f"temperature must be > 0, got {temperature!r}.")
+                d = neighbours.distances[:, :k].astype(np.float64)
+                scale = np.maximum(d.mean(1, keepdims=True), _EPS) * float(temperature)
+                logits = -d / scale
+                logits -= logits.max(1, keepdims=True)
+                w = np.exp(logits)
+                w /= w.sum(1, keepdims=True)
+            primary = np.zeros((n, n_classes))
+            np.add.at(primary, (np.repeat(np.arange(n), k), pos.ravel()), w.ravel())
+        secondary, tertiary = (cen_d, cen_d) if rule == "nearest" else (cls_d, cen_d)
+    # lexsort sorts by its last key first, ascending: negate "higher is better".
+    order = np.lexsort((tertiary, secondary, -primary), axis=-1)[:, :top_k]
+    rows = np.arange(n)[:, None]
+    if rule in ("vote", "weighted"):
+        scores = primary[rows, order]
+    elif rule == "centroid":
+        scores = similarity(centroid_dist[rows, order], neighbours.metric)
+    else:
+        chosen = cls_d[rows, order]
+        fallback = cen_d[rows, order]
+        scores = similarity(np.where(np.isfinite(chosen), chosen, fallback), neighbours.metric)
+    return classes[order], scores.astype(np.float32)
+
+
+# ----------------------------------------------------------------------------- estimator
+
+
+class KNNLabeller(BaseEstimator):
+    """Ranked WordNet labels of feature vectors from their neighbours in a labelled bank.
+
+    Parameters
+    ----------
+    k : int
+        Neighbours that vote (``vote``/``weighted``) — the paper used 5.
+    metric : {"euclidean", "cosine"}
+    rule : {"nearest", "vote", "weighted", "centroid"}
+    temperature : float
+        Softmax temperature of ``weighted``.
+    top_k : int
+        Labels returned per query.
+    block_size : int
+        Bank rows per streamed block.
+    backend : {"torch", "faiss-flat", "faiss-ivfpq"}
+        ``torch`` = exact streaming search (default); FAISS backends need ``faiss-cpu``.
+    faiss_params : dict, optional
+        ``nlist``, ``m``, ``nbits``, ``nprobe`` of the IVF-PQ index.
+
+    Attributes
+    ----------
+    bank_ : the fitted bank; ``classes_`` (C,) str; ``codes_`` (N,) int;
+    ``centroids_`` (C, D) float32; ``index_`` the FAISS index (FAISS backends only).
+    """
+
+    def __init__(self, k: int = 5, metric: str = "euclidean", rule: str = "nearest",
+                 temperature: float = 1.0, top_k: int = 5, block_size: int = DEFAULT_BLOCK_SIZE,
+                 backend: str = "torch", faiss_params: dict | None = None) -> None:
+        self.k = k
+        self.metric = metric
+        self.rule = rule
+        self.temperature = temperature
+        self.top_k = top_k
+        self.block_size = block_size
+        self.backend = backend
+        self.faiss_params = faiss_params
+
+    def _check_params(self) -> None:
+        _check_choice("metric", self.metric, METRICS)
+        _check_choice("rule", self.rule, RULES)
+        _check_choice("backend", self.backend, BACKENDS)
+        if int(self.k) < 1 or int(self.top_k) < 1:
+            raise ValueError(f"k and top_k must be >= 1, got k={self.k}, top_k={self.top_k}.")
+        if not float(self.temperature) > 0:
+            raise ValueError(f"temperature must be > 0, got {self.temperature!r}.")
+
+    def fit(self, bank: Any, centroids: np.ndarray | None = None) -> "KNNLabeller":
+        """Index ``bank`` (FeatureBank, InMemoryBank or path): classes, centroids, FAISS index.
+
+        ``centroids`` (C, D), when given, are taken as the class means for this metric
+        (saved with a model) instead of one pass over the bank.
+        """
+        self._check_params()
+        self.bank_ = open_bank(bank)
+        if len(self.bank_) == 0:
+            raise ValueError("The feature bank is empty.")
+        self.classes_, self.codes_ = class_codes(self.bank_.wnids)
+        if centroids is not None:
+            centroids = np.asarray(centroids, dtype=np.float32)
+            if centroids.shape != (len(self.classes_), self.bank_.dim):
+                raise ValueError(f"centroids have shape {centroids.shape}; expected "
+                                 f"({len(self.classes_)}, {self.bank_.dim}).")
+            self.centroids_ = centroids
+        else:
+            self.centroids_ = class_centroids(self.bank_, self.codes_, len(self.classes_),
+                                              self.metric, self.block_size)
+        if self.backend != "torch":
+            kind = self.backend.split("-", 1)[1]
+            self.index_ = FaissIndex(kind=kind, metric=self.metric,
+                                     **(self.faiss_params or {})).build(self.bank_, self.block_size)
+        return self
+
+    @property
+    def n_features_in_(self) -> int:
+        return int(self.bank_.dim)
+
+    def search(self, features: Any, k: int | None = None) -> Neighbours:
+        """Neighbours (with class distances) of ``features`` (n, D); ``k`` default ``self.k``."""
+        k = int(k if k is not None else max(self.k, self.top_k))
+        if self.backend == "torch":
+            nb = exact_search(features, self.bank_, k, self.metric, self.block_size,
+                              codes=self.codes_, n_classes=len(self.classes_))
+        else:
+            q = _as_queries(features, self.bank_.dim).numpy()
+            k_search = max(k, 8 * int(self.top_k))
+            dist, idx = self.index_.search(q, k_search)
+            cls = np.full((q.shape[0], len(self.classes_)), np.inf, np.float32)
+            valid = idx >= 0
+            rows = np.nonzero(valid)[0]
+            # minimum over retrieved members; reversed so the nearest is written last
+            c = self.codes_[idx[valid]]
+            dv = dist[valid]
+            o = np.argsort(-dv, kind="stable")
+            cls[rows[o], c[o]] = dv[o]
+            wn = np.asarray(self.bank_.wnids, dtype=str)
+            nb = Neighbours(idx[:, :k], dist[:, :k], wn[np.maximum(idx[:, :k], 0)], cls,
+                            None, self.metric)
+        nb.classes = self.classes_
+        return nb
+
+    def kneighbors(self, features: Any, k: int | None = None
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(indices (n, k), distances (n, k), wnids (n, k))`` of the nearest bank rows."""
+        nb = self.search(features, k if k is not None else self.k)
+        return nb.indices, nb.distances, nb.wnids
+
+    def rank(self, neighbours: Neighbours, features: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Ranked ``(wnids (n, top_k), scores (n, top_k))`` from a search result."""
+        cen = centroid_distances(features, self.centroids_, self.metric)
+        return rank_labels(neighbours, self.classes_, self.rule, int(self.k),
+                           float(self.temperature), int(self.top_k), cen)
+
+    def predict_ranked(self, features: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Ranked ``(wnids (n, top_k) str, scores (n, top_k) float32)``, rank 1 first."""
+        return self.rank(self.search(features), features)
+
+    def predict_labels(self, features: Any) -> list[list[tuple[str, float]]]:
+        """Per query, ``top_k`` ``(wnid, score)`` pairs, best first."""
+        wnids, scores = self.predict_ranked(features)
+        return [[(str(w), float(s)) for w, s in zip(rw, rs)] for rw, rs in zip(wnids, scores)]
+
+    def predict(self, features: Any) -> np.ndarray:
+        """Top-1 wnid per query, str array (n,)."""
+        return self.predict_ranked(features)[0][:, 0]
+
+
+# ----------------------------------------------------------------------------- FAISS
+
+
+def _import_faiss():
+    try:
+        import faiss  # noqa: PLC0415
+    except ImportError as e:  # pragma: no cover - depends on the environment
+        raise ImportError("The FAISS backend needs faiss-cpu: pip install 'sbd[faiss]'.") from e
+    return faiss
+
+
+class FaissIndex:
+    """A FAISS index over a bank: ``flat`` (exact) or ``ivfpq`` (approximate).
+
+    Parameters
+    ----------
+    kind : {"flat", "ivfpq"}
+    metric : {"euclidean", "cosine"}
+        cosine = inner product of unit vectors.
+    nlist, m, nbits, nprobe : int
+        IVF cells, PQ sub-quantisers (must divide D), bits per code, cells probed.
+    train_size : int
+        Rows sampled (the first ones, in blocks) to train IVF-PQ.
+    """
+
+    def __init__(self, kind: str = "flat", metric: str = "euclidean", nlist: int = 256,
+                 m: int = 16, nbits: int = 8, nprobe: int = 16, train_size: int = 50_000) -> None:
+        _check_choice("faiss index kind", kind, ("flat", "ivfpq"))
+        _check_choice("metric", metric, METRICS)
+        self.kind, self.metric = kind, metric
+        self.nlist, self.m, self.nbits, self.nprobe = nlist, m, nbits, nprobe
+        self.train_size = train_size
+
+    def _prep(self, x: np.ndarray) -> np.ndarray:
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        if self.metric == "cosine":
+            x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), _EPS)
+        return x
+
+    def build(self, bank: Any, block_size: int = DEFAULT_BLOCK_SIZE) -> "FaissIndex":
+        """Add every row of ``bank``, streamed in blocks (IVF-PQ trained on the first rows)."""
+        faiss = _import_faiss()
+        bank = open_bank(bank)
+        d = bank.dim
+        ip = self.metric == "cosine"
+        if self.kind == "flat":
+            index = faiss.IndexFlatIP(d) if ip else faiss.IndexFlatL2(d)
+        else:
+            if d % self.m:
+                raise ValueError(f"IVF-PQ m={self.m} must divide the feature dim {d}.")
+            nlist = max(1, min(self.nlist, len(bank) // 39))
+            quant = faiss.IndexFlatIP(d) if ip else faiss.IndexFlatL2(d)
+            mt = faiss.METRIC_INNER_PRODUCT if ip else faiss.METRIC_L2
+            index = faiss.IndexIVFPQ(quant, d, nlist, self.m, self.nbits, mt)
+            sample = []
+            got = 0
+            for _, block in bank.iter_blocks(block_size):
+                sample.append(self._prep(block))
+                got += len(block)
+                if got >= self.train_size:
+                    break
+            index.train(np.concatenate(sample)[:self.train_size])
+            index.nprobe = min(self.nprobe, nlist)
+        for _, block in bank.iter_blocks(block_size):
+            index.add(self._prep(block))
+        self.index_ = index
+        return self
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(distances (n, k) float32, indices (n, k) int64)``, in the metric's distance."""
+        d, i = self.index_.search(self._prep(queries), int(k))
+        if self.metric == "cosine":
+            d = 1.0 - d
+        else:
+            d = np.sqrt(np.maximum(d, 0.0))
+        return d.astype(np.float32), i.astype(np.int64)
+
+
+def recall_at_k(approx: np.ndarray, exact: np.ndarray) -> float:
+    """Mean share of the exact k neighbours (n, k) found in the approximate ones (n, k')."""
+    approx, exact = np.asarray(approx), np.asarray(exact)
+    if approx.shape[0] != exact.shape[0]:
+        raise ValueError(f"recall_at_k: {approx.shape[0]} vs {exact.shape[0]} queries.")
+    hits = [len(set(a.tolist()) & set(e.tolist())) for a, e in zip(approx, exact)]
+    return float(np.sum(hits) / exact.size)
