@@ -1,0 +1,62 @@
+"""Step runs and the get-or-run cache of the multistep main, on a real tracking store."""
+
+from __future__ import annotations
+
+import mlflow
+import pytest
+
+from sbd import tracking
+
+
+CALLS: list[int] = []
+
+
+def toy_step(x: int) -> str:
+    with tracking.step_run("toy", {"x": x}) as run:
+        CALLS.append(x)
+        mlflow.log_metric("double", 2 * x)
+        return run.info.run_id
+
+
+def failing_step(x: int) -> str:
+    with tracking.step_run("toy", {"x": x}):
+        raise RuntimeError("boom")
+
+
+def test_step_run_logs_params_and_tags(mlflow_store):
+    run_id = toy_step(3)
+    run = mlflow.get_run(run_id)
+    assert run.data.params == {"x": "3"}
+    assert run.data.tags[tracking.ENTRY_POINT_TAG] == "toy"
+    assert run.data.metrics["double"] == 6
+    assert run.info.status == "FINISHED"
+
+
+def test_step_run_nests_under_an_active_run(mlflow_store):
+    with mlflow.start_run() as parent:
+        child = toy_step(1)
+    assert mlflow.get_run(child).data.tags["mlflow.parentRunId"] == parent.info.run_id
+
+
+def test_get_or_run_reuses_finished_runs_with_the_same_key(mlflow_store):
+    CALLS.clear()
+    with mlflow.start_run():
+        first, reused1 = tracking.get_or_run("toy", toy_step, {"x": 1})
+        again, reused2 = tracking.get_or_run("toy", toy_step, {"x": 1})
+        other, reused3 = tracking.get_or_run("toy", toy_step, {"x": 2})
+        upstream, reused4 = tracking.get_or_run("toy", toy_step, {"x": 1},
+                                                upstream=["some-run"])
+        forced, reused5 = tracking.get_or_run("toy", toy_step, {"x": 1},
+                                              force=True)
+    assert (reused1, reused2, reused3, reused4, reused5) == (False, True, False, False, False)
+    assert again == first
+    assert len({first, other, upstream, forced}) == 4
+    assert CALLS == [1, 2, 1, 1]
+
+
+def test_a_failed_step_is_never_reused(mlflow_store):
+    with mlflow.start_run():
+        with pytest.raises(RuntimeError, match="boom"):
+            tracking.get_or_run("toy", failing_step, {"x": 5})
+        key = tracking.cache_key("toy", {"x": 5}, (), tracking.git_commit())
+        assert tracking.find_finished_run(key) is None
