@@ -1,0 +1,424 @@
+"""Semantic and feature-space metrics of a decoder.
+
+Given, for ``n`` samples, the true wnid, the decoder's ranked wnids and (optionally) the
+predicted and true CNN features, this module computes:
+
+- Wu-Palmer similarity (WordNet 3.0, :func:`sbd.metrics.wordnet.wup`) of the top-1 label and
+  the best of the top-k labels;
+- its **chance level**: every sample gets a label drawn uniformly from the bank's label set;
+  the mean top-1 Wu-Palmer of one such draw, averaged over ``n_draws`` seeded draws (mean and
+  sd; the exact expectation is also returned);
+- a **permutation p-value**: the decoded top-1 labels are shuffled across samples (the null
+  hypothesis: a decoded label says nothing about *its* sample); ``p = (1 + #{perm >= obs}) /
+  (1 + n_perm)``, so it is never 0;
+- exact top-1 / top-5 accuracy;
+- n-way identification from the predicted features (Pearson r), averaged exactly over all
+  distractor sets;
+- the mean Pearson r between predicted and true feature vectors.
+
+Wu-Palmer pairs are cached for the life of the process by :mod:`sbd.metrics.wordnet`.
+Everything here is pure: arrays and lists in, numbers and a table out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from math import comb
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+IDENTIFICATION_NS = (2, 10, 50)
+
+
+# --------------------------------------------------------------------------- Wu-Palmer
+def wup_cached(a: str, b: str) -> float:
+    """Wu-Palmer similarity of ``(true, decoded)`` wnids: :func:`sbd.metrics.wordnet.wup`.
+
+    That function equals NLTK's ``synset(a).wup_similarity(synset(b))`` and caches every
+    pair. NLTK's definition is not quite symmetric (the subsumer is ``a`` itself when it ties
+    with another lowest common hypernym), so the order here is always (true, decoded).
+    """
+    from sbd.metrics.wordnet import wup
+
+    return float(wup(a, b))
+
+
+def wup_matrix(rows: Sequence[str], cols: Sequence[str]) -> np.ndarray:
+    """Wu-Palmer similarity of every (row, col) pair of wnids (rows: true labels).
+
+    Returns
+    -------
+    ndarray of float64, shape (len(rows), len(cols))
+    """
+    from sbd.metrics import wordnet
+
+    return np.asarray(wordnet.wup_matrix(list(rows), list(cols)), dtype=np.float64)
+
+
+def _check_ranked(true_wnids: Sequence[str], ranked: Sequence[Sequence[str]]) -> None:
+    if len(true_wnids) != len(ranked):
+        raise ValueError(f"{len(true_wnids)} true wnids but {len(ranked)} ranked label lists.")
+    for i, r in enumerate(ranked):
+        if len(r) == 0:
+            raise ValueError(f"Sample {i} ({true_wnids[i]}) has no decoded label.")
+
+
+def wup_scores(true_wnids: Sequence[str], ranked: Sequence[Sequence[str]],
+               k: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-sample Wu-Palmer of the top-1 label and of the best of the top-``k`` labels.
+
+    Parameters
+    ----------
+    true_wnids : n wnids
+    ranked : n lists of decoded wnids, best first
+    k : labels considered for the best-of-top-k (default: all given)
+
+    Returns
+    -------
+    top1 : (n,) float64
+    best : (n,) float64, max over the first k labels
+    best_rank : (n,) int, 1-based rank of the best label (first on ties)
+    """
+    _check_ranked(true_wnids, ranked)
+    n = len(true_wnids)
+    top1, best = np.empty(n), np.empty(n)
+    best_rank = np.empty(n, dtype=int)
+    for i, (t, r) in enumerate(zip(true_wnids, ranked)):
+        vals = [wup_cached(t, w) for w in list(r)[: k or len(r)]]
+        top1[i] = vals[0]
+        best_rank[i] = int(np.argmax(vals)) + 1
+        best[i] = vals[best_rank[i] - 1]
+    return top1, best, best_rank
+
+
+@dataclass
+class ChanceLevel:
+    """Chance level of the mean Wu-Palmer of ``n`` samples with labels drawn at random.
+
+    Attributes
+    ----------
+    mean, sd : mean and standard deviation over the draws of the per-draw mean
+    exact : the exact expectation (mean over samples of the mean over the label set)
+    draws : (n_draws,) the per-draw means
+    pair_values : (n * n_labels,) Wu-Palmer of every (sample, label) pair, for plots
+    """
+
+    mean: float
+    sd: float
+    exact: float
+    draws: np.ndarray = field(repr=False)
+    pair_values: np.ndarray = field(repr=False)
+
+
+def wup_chance(true_wnids: Sequence[str], label_set: Sequence[str], n_draws: int = 1000,
+               seed: int = 0, k: int = 1) -> ChanceLevel:
+    """Chance level of (best-of-``k``) Wu-Palmer when labels are drawn from ``label_set``.
+
+    Each draw gives every sample ``k`` distinct labels drawn uniformly from the unique
+    labels of ``label_set`` and scores the best of them (``k=1``: the top-1 chance level);
+    the draw's statistic is the mean over samples.
+
+    Parameters
+    ----------
+    true_wnids : n wnids
+    label_set : the bank's labels (duplicates are ignored)
+    n_draws : number of seeded draws (>= 1)
+    seed : seed of ``numpy.random.default_rng``
+    k : labels per sample per draw (capped at the number of labels)
+    """
+    labels = sorted(set(label_set))
+    if not labels:
+        raise ValueError("wup_chance needs a non-empty label_set.")
+    if len(true_wnids) == 0:
+        raise ValueError("wup_chance needs at least one true wnid.")
+    if n_draws < 1:
+        raise ValueError(f"n_draws must be >= 1, got {n_draws}.")
+    uniq, inverse = np.unique(np.asarray(true_wnids, dtype=str), return_inverse=True)
+    w = wup_matrix(list(uniq), labels)[inverse]  # (n, L)
+    n, L = w.shape
+    k = max(1, min(int(k), L))
+    rng = np.random.default_rng(seed)
+    if k == 1:
+        idx = rng.integers(0, L, size=(n_draws, n))
+        draws = w[np.arange(n)[None, :], idx].mean(axis=1)
+        exact = float(w.mean())
+    else:
+        # k distinct labels per sample: the k smallest of uniform noise over the labels.
+        draws = np.empty(n_draws)
+        for d in range(n_draws):
+            noise = rng.random((n, L))
+            idx = np.argpartition(noise, k - 1, axis=1)[:, :k] if k < L else np.argsort(noise, axis=1)
+            draws[d] = np.take_along_axis(w, idx, axis=1).max(axis=1).mean()
+        exact = float(np.mean([_expected_max_of_k(row, k) for row in w]))
+    return ChanceLevel(mean=float(draws.mean()), sd=float(draws.std(ddof=1)) if n_draws > 1 else 0.0,
+                       exact=exact, draws=draws, pair_values=w.ravel())
+
+
+def _expected_max_of_k(values: np.ndarray, k: int) -> float:
+    """E[max of k values drawn without replacement from ``values``] (exact)."""
+    v = np.sort(values)  # ascending; v[j] is the max when it and k-1 of the j below are drawn
+    L = len(v)
+    total = comb(L, k)
+    return float(sum(v[j] * comb(j, k - 1) for j in range(k - 1, L)) / total)
+
+
+def wup_permutation_p(true_wnids: Sequence[str], decoded_wnids: Sequence[str],
+                      n_perm: int = 1000, seed: int = 0) -> float:
+    """Permutation p-value of the mean top-1 Wu-Palmer.
+
+    The decoded labels are shuffled across samples ``n_perm`` times (seeded); the p-value is
+    ``(1 + #{permuted mean >= observed mean}) / (1 + n_perm)`` (one-sided, never 0).
+    With fewer than two samples it is 1.
+    """
+    if len(true_wnids) != len(decoded_wnids):
+        raise ValueError(f"{len(true_wnids)} true wnids but {len(decoded_wnids)} decoded wnids.")
+    n = len(true_wnids)
+    if n < 2 or n_perm < 1:
+        return 1.0
+    ut, it = np.unique(np.asarray(true_wnids, dtype=str), return_inverse=True)
+    ud, id_ = np.unique(np.asarray(decoded_wnids, dtype=str), return_inverse=True)
+    w = wup_matrix(list(ut), list(ud))  # (unique true, unique decoded)
+    observed = w[it, id_].mean()
+    rng = np.random.default_rng(seed)
+    perms = np.argsort(rng.random((n_perm, n)), axis=1)  # (n_perm, n) permutations
+    null = w[it[None, :], id_[perms]].mean(axis=1)
+    return float((1 + np.sum(null >= observed - 1e-12)) / (1 + n_perm))
+
+
+# --------------------------------------------------------------------------- accuracy
+def topk_hits(true_wnids: Sequence[str], ranked: Sequence[Sequence[str]], k: int) -> np.ndarray:
+    """(n,) bool: is the true wnid among the first ``k`` decoded labels?
+
+    When the decoder returned fewer than ``k`` labels, all of them are used.
+    """
+    _check_ranked(true_wnids, ranked)
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}.")
+    return np.array([t in list(r)[:k] for t, r in zip(true_wnids, ranked)], dtype=bool)
+
+
+def topk_accuracy(true_wnids: Sequence[str], ranked: Sequence[Sequence[str]], k: int) -> float:
+    """Fraction of samples whose true wnid is among the first ``k`` decoded labels."""
+    return float(topk_hits(true_wnids, ranked, k).mean())
+
+
+# --------------------------------------------------------------------------- features
+def _as_2d(name: str, a: np.ndarray) -> np.ndarray:
+    a = np.asarray(a, dtype=np.float64)
+    if a.ndim != 2:
+        raise ValueError(f"{name} must be 2-D (n, D), got shape {a.shape}.")
+    return a
+
+
+def pearson_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pearson r between every row of ``a`` (m, D) and every row of ``b`` (n, D).
+
+    Returns
+    -------
+    ndarray (m, n) float64; a constant row gives r = 0.
+    """
+    a, b = _as_2d("a", a), _as_2d("b", b)
+    if a.shape[1] != b.shape[1]:
+        raise ValueError(f"Feature dimensions differ: a is {a.shape}, b is {b.shape}.")
+
+    def _z(x):
+        x = x - x.mean(axis=1, keepdims=True)
+        norm = np.linalg.norm(x, axis=1, keepdims=True)
+        return np.divide(x, norm, out=np.zeros_like(x), where=norm > 0)
+
+    return _z(a) @ _z(b).T
+
+
+def feature_correlation(pred: np.ndarray, true: np.ndarray) -> np.ndarray:
+    """Per-sample Pearson r between predicted and true feature vectors (across the D units).
+
+    Parameters
+    ----------
+    pred, true : (n, D)
+
+    Returns
+    -------
+    (n,) float64
+    """
+    pred, true = _as_2d("pred", pred), _as_2d("true", true)
+    if pred.shape != true.shape:
+        raise ValueError(f"pred has shape {pred.shape} but true has shape {true.shape}.")
+    return np.array([pearson_matrix(p[None], t[None])[0, 0] for p, t in zip(pred, true)])
+
+
+def unit_correlation(pred: np.ndarray, true: np.ndarray) -> float:
+    """Mean over feature units of the Pearson r across samples (constant units count as 0)."""
+    pred, true = _as_2d("pred", pred), _as_2d("true", true)
+    if pred.shape != true.shape:
+        raise ValueError(f"pred has shape {pred.shape} but true has shape {true.shape}.")
+    if pred.shape[0] < 2:
+        return float("nan")
+    return float(np.mean([pearson_matrix(p[None], t[None])[0, 0] for p, t in zip(pred.T, true.T)]))
+
+
+def identification_from_similarity(sim: np.ndarray, n: int,
+                                   target: Sequence[int] | None = None) -> tuple[np.ndarray, int]:
+    """n-way identification from a similarity matrix, exact over all distractor sets.
+
+    Row ``i`` is correct for a distractor set when its similarity to its target column is
+    strictly higher than to each of the ``n - 1`` distractors (ties count as failures).
+    Averaged over all ``C(m, n-1)`` distractor sets drawn from the ``m`` other columns, this
+    is exactly ``C(b, n-1) / C(m, n-1)`` with ``b`` the number of other columns it beats.
+
+    Parameters
+    ----------
+    sim : (r, c) similarity of row items (predictions) to column items (candidates)
+    n : ways; capped at ``c`` (the number of candidates)
+    target : (r,) column index of each row's true item (default: ``i`` for row ``i``)
+
+    Returns
+    -------
+    per_row : (r,) float64 in [0, 1] (NaN when fewer than two candidates)
+    n_eff : the n actually used, ``min(n, c)``
+    """
+    sim = np.asarray(sim, dtype=np.float64)
+    if sim.ndim != 2:
+        raise ValueError(f"sim must be 2-D, got shape {sim.shape}.")
+    r, c = sim.shape
+    if n < 2:
+        raise ValueError(f"n-way identification needs n >= 2, got {n}.")
+    target = np.arange(r) if target is None else np.asarray(target, dtype=int)
+    if target.shape != (r,) or (r and (target.min() < 0 or target.max() >= c)):
+        raise ValueError(f"target must be {r} column indices in [0, {c}).")
+    n_eff = min(int(n), c)
+    if n_eff < 2:
+        return np.full(r, np.nan), n_eff
+    own = sim[np.arange(r), target]
+    beaten = (sim < own[:, None]).sum(axis=1)  # own column never counts (not < itself)
+    m = c - 1
+    per_row = np.array([comb(int(b), n_eff - 1) / comb(m, n_eff - 1) for b in beaten])
+    return per_row, n_eff
+
+
+def n_way_identification(pred: np.ndarray, true: np.ndarray, n: int,
+                         target: Sequence[int] | None = None) -> tuple[float, np.ndarray, int]:
+    """n-way identification of predicted features among true features by Pearson r.
+
+    Parameters
+    ----------
+    pred : (r, D) predicted (or generated-image) features
+    true : (c, D) candidate true features
+    n : ways (2, 10, 50, …), capped at ``c``
+    target : (r,) index into ``true`` of each row's own item (default: row ``i`` ↔ ``true[i]``)
+
+    Returns
+    -------
+    accuracy : mean over rows
+    per_row : (r,)
+    n_eff : ``min(n, c)``
+    """
+    per_row, n_eff = identification_from_similarity(pearson_matrix(pred, true), n, target)
+    acc = float(np.nanmean(per_row)) if np.isfinite(per_row).any() else float("nan")
+    return acc, per_row, n_eff
+
+
+# --------------------------------------------------------------------------- all at once
+@dataclass
+class DecodingEvaluation:
+    """Everything :func:`evaluate_decoding` computed.
+
+    Attributes
+    ----------
+    metrics : metric name (with prefix) → value
+    samples : one row per sample (see :func:`evaluate_decoding`)
+    chance : the top-1 chance level
+    """
+
+    metrics: dict[str, float]
+    samples: pd.DataFrame
+    chance: ChanceLevel
+
+
+def evaluate_decoding(true_wnids: Sequence[str], ranked: Sequence[Sequence[str]],
+                      label_set: Sequence[str], pred_features: np.ndarray | None = None,
+                      true_features: np.ndarray | None = None, n_chance: int = 1000,
+                      seed: int = 0, prefix: str = "test/",
+                      ns: Sequence[int] = IDENTIFICATION_NS) -> DecodingEvaluation:
+    """All decoding metrics of one split.
+
+    Parameters
+    ----------
+    true_wnids : n true wnids
+    ranked : n lists of decoded wnids, best first (the decoder's K labels)
+    label_set : the bank's labels, for the chance level
+    pred_features, true_features : (n, D) or None (then no feature metrics)
+    n_chance : number of chance draws and of permutations
+    seed : seed of both
+    prefix : prepended to every metric name (``"test/"``, ``"imagery/"``)
+    ns : ways of the identification metrics
+
+    Returns
+    -------
+    DecodingEvaluation with metrics ``wup_top1, wup_best_topk, wup_chance, wup_chance_sd,
+    wup_chance_exact, wup_best_topk_chance, wup_p, top1_acc, top5_acc, feature_r,
+    feature_unit_r, ident{n}_acc, ident{n}_n, n_samples`` (prefixed) and a sample table with
+    columns ``true_wnid, decoded_wnids, top1_wnid, wup_top1, wup_best_topk, best_rank,
+    top1_correct, top5_correct`` (+ ``feature_r, ident{n}`` with features).
+    """
+    _check_ranked(true_wnids, ranked)
+    if len(true_wnids) == 0:
+        raise ValueError("evaluate_decoding needs at least one sample.")
+    ranked = [list(r) for r in ranked]
+    k = max(len(r) for r in ranked)
+    top1, best, best_rank = wup_scores(true_wnids, ranked)
+    chance = wup_chance(true_wnids, label_set, n_draws=n_chance, seed=seed)
+    chance_k = wup_chance(true_wnids, label_set, n_draws=n_chance, seed=seed, k=k)
+    decoded1 = [r[0] for r in ranked]
+    hits1, hits5 = topk_hits(true_wnids, ranked, 1), topk_hits(true_wnids, ranked, 5)
+    m = {
+        "n_samples": float(len(true_wnids)),
+        "wup_top1": float(top1.mean()),
+        "wup_best_topk": float(best.mean()),
+        "wup_chance": chance.mean,
+        "wup_chance_sd": chance.sd,
+        "wup_chance_exact": chance.exact,
+        "wup_best_topk_chance": chance_k.mean,
+        "wup_p": wup_permutation_p(true_wnids, decoded1, n_perm=n_chance, seed=seed),
+        "top1_acc": float(hits1.mean()),
+        "top5_acc": float(hits5.mean()),
+    }
+    samples = pd.DataFrame({
+        "true_wnid": list(true_wnids),
+        "decoded_wnids": [";".join(r) for r in ranked],
+        "top1_wnid": decoded1,
+        "wup_top1": top1,
+        "wup_best_topk": best,
+        "best_rank": best_rank,
+        "top1_correct": hits1,
+        "top5_correct": hits5,
+    })
+    if (pred_features is None) != (true_features is None):
+        raise ValueError("Give both pred_features and true_features, or neither.")
+    if pred_features is not None:
+        pred, true = _as_2d("pred_features", pred_features), _as_2d("true_features", true_features)
+        if pred.shape != true.shape or pred.shape[0] != len(true_wnids):
+            raise ValueError(f"pred_features {pred.shape} and true_features {true.shape} must both "
+                             f"be ({len(true_wnids)}, D).")
+        r = feature_correlation(pred, true)
+        samples["feature_r"] = r
+        m["feature_r"] = float(r.mean())
+        m["feature_unit_r"] = unit_correlation(pred, true)
+        sim = pearson_matrix(pred, true)
+        for n in ns:
+            per_row, n_eff = identification_from_similarity(sim, n)
+            samples[f"ident{n}"] = per_row
+            m[f"ident{n}_acc"] = float(np.nanmean(per_row)) if n_eff >= 2 else float("nan")
+            m[f"ident{n}_n"] = float(n_eff)
+    metrics = {f"{prefix}{key}": value for key, value in m.items()}
+    return DecodingEvaluation(metrics=metrics, samples=samples, chance=chance)
+
+
+def evaluate_predictions(true_wnids: Sequence[str], ranked: Sequence[Sequence[str]],
+                         label_set: Sequence[str], pred_features: np.ndarray | None = None,
+                         true_features: np.ndarray | None = None, n_chance: int = 1000,
+                         seed: int = 0, prefix: str = "test/") -> dict[str, float]:
+    """The metrics dict of :func:`evaluate_decoding` (metric name → value)."""
+    return evaluate_decoding(true_wnids, ranked, label_set, pred_features, true_features,
+                             n_chance=n_chance, seed=seed, prefix=prefix).metrics
