@@ -1,5 +1,24 @@
-"""MLproject entry point `extract_features` (see DESIGN.md). Not implemented yet."""
+"""MLproject entry point ``extract_features``: stimulus features and the labelled feature
+bank of one backbone (see sbd.steps.extract_features); writes
+``<data_dir>/features/<backbone>/{training,test,bank}.h5``."""
 
-import sys
+import argparse
+import logging
 
-sys.exit("sbd: entry point 'extract_features' is not implemented yet (see the open issues).")
+from _cli import as_int
+
+from sbd.steps import extract_features
+
+parser = argparse.ArgumentParser(description=__doc__)
+parser.add_argument("--dataset", default="phantom", choices=["phantom", "god"])
+parser.add_argument("--data-dir", default="")
+parser.add_argument("--backbone", default="", help="registry name; empty: the dataset's default")
+parser.add_argument("--source", default="all", choices=["all", "stimuli", "bank"])
+parser.add_argument("--batch-size", type=as_int, default=32)
+parser.add_argument("--num-workers", type=as_int, default=2)
+parser.add_argument("--shard", default="0/1", help="i/n: this process's part of n")
+parser.add_argument("--dtype", default="float16", choices=["float16", "float32"])
+args = parser.parse_args()
+logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+run_id = extract_features.run(**vars(args))
+print(f"extract_features run: {run_id}")

@@ -43,12 +43,16 @@ class Backbone:
     ----------
     name : registry name.
     model : module mapping a batch (B, 3, H, W) float32 to features (B, dim).
-    transform : PIL image → tensor (3, H, W) float32, the backbone's own preprocessing.
+    transform : PIL image → tensor (3, H, W) float32, the backbone's own preprocessing
+        (= ``resize``, then ``to_uint8``, then ``normalize``).
     dim : feature dimension D.
     layer : which layer the features are (human-readable).
     preprocessing : the preprocessing, as a string recorded in feature banks.
     classifier : module mapping features (B, dim) to ImageNet-1k logits (B, 1000), or None.
     device : where ``model`` lives.
+    resize : PIL image → RGB PIL image of the input size (resize + crop), the part of
+        the preprocessing that data-loader workers run.
+    mean, std : per-channel normalisation of 0..1 pixels.
     """
 
     name: str
@@ -59,6 +63,9 @@ class Backbone:
     preprocessing: str
     classifier: nn.Module | None = None
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    resize: Callable | None = None
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
 
     def _autocast(self):
         if self.device.type == "cuda":
@@ -70,7 +77,9 @@ class Backbone:
 
         Parameters
         ----------
-        batch : (B, 3, H, W) float tensor, output of :attr:`transform` stacked.
+        batch : (B, 3, H, W): float, :attr:`transform` outputs stacked; or uint8,
+            :func:`to_uint8` of :attr:`resize` outputs stacked (normalised here, on the
+            device: less to copy).
 
         Returns
         -------
@@ -78,6 +87,8 @@ class Backbone:
         """
         with torch.inference_mode(), self._autocast():
             x = batch.to(self.device, non_blocking=True)
+            if x.dtype == torch.uint8:
+                x = normalize_uint8(x, self.mean, self.std)
             if self.device.type == "cuda":
                 x = x.contiguous(memory_format=torch.channels_last)
             out = self.model(x)
@@ -93,6 +104,32 @@ class Backbone:
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+def to_uint8(image) -> torch.Tensor:
+    """RGB PIL image → (3, H, W) uint8 tensor."""
+    return T.functional.pil_to_tensor(image)
+
+
+def normalize_uint8(x: torch.Tensor, mean, std) -> torch.Tensor:
+    """uint8 (…, 3, H, W) → float32, /255 then (x - mean) / std, as ToTensor + Normalize do."""
+    x = x.float().div_(255)
+    m = torch.as_tensor(mean, dtype=x.dtype, device=x.device).view(-1, 1, 1)
+    s = torch.as_tensor(std, dtype=x.dtype, device=x.device).view(-1, 1, 1)
+    return x.sub_(m).div_(s)
+
+
+class _Preprocess:
+    """PIL → normalised float tensor (3, H, W): resize, to_uint8, normalize (picklable)."""
+
+    def __init__(self, resize, mean, std):
+        self.resize, self.mean, self.std = resize, tuple(mean), tuple(std)
+
+    def __call__(self, image) -> torch.Tensor:
+        return normalize_uint8(to_uint8(self.resize(image.convert("RGB"))), self.mean, self.std)
+
+    def __repr__(self) -> str:
+        return f"_Preprocess({self.resize!r}, mean={self.mean}, std={self.std})"
 
 
 def default_device(device: str | torch.device | None = None) -> torch.device:
@@ -121,13 +158,8 @@ def _torchvision_state_dict(weights) -> dict:
         ) from err
 
 
-def _imagenet_transform(resize: int, crop: int = 224, interpolation=T.InterpolationMode.BILINEAR):
-    return T.Compose([
-        T.Resize(resize, interpolation=interpolation),
-        T.CenterCrop(crop),
-        T.ToTensor(),
-        T.Normalize(IMAGENET_MEAN, IMAGENET_STD),
-    ])
+def _resize_crop(resize: int, crop: int = 224, interpolation=T.InterpolationMode.BILINEAR):
+    return T.Compose([T.Resize(resize, interpolation=interpolation), T.CenterCrop(crop)])
 
 
 def _imagenet_preprocessing(resize: int, crop: int = 224, interpolation: str = "bilinear") -> str:
@@ -159,7 +191,7 @@ def _resnet50(weights: bool):
     model.fc = nn.Identity()
     return dict(model=model, classifier=classifier, dim=2048,
                 layer="avgpool (global average pooling, fc removed)",
-                transform=_imagenet_transform(224),
+                resize=_resize_crop(224),
                 preprocessing=_imagenet_preprocessing(224))
 
 
@@ -174,7 +206,7 @@ def _efficientnet_b0(weights: bool):
     bicubic = T.InterpolationMode.BICUBIC
     return dict(model=model, classifier=classifier, dim=1280,
                 layer="avgpool (global average pooling, classifier removed)",
-                transform=_imagenet_transform(256, interpolation=bicubic),
+                resize=_resize_crop(256, interpolation=bicubic),
                 preprocessing=_imagenet_preprocessing(256, interpolation="bicubic"))
 
 
@@ -188,7 +220,7 @@ def _convnext_tiny(weights: bool):
     model.classifier = nn.Sequential(head[0], head[1])
     return dict(model=model, classifier=head[2], dim=768,
                 layer="avgpool + LayerNorm (classifier's Linear removed)",
-                transform=_imagenet_transform(236),
+                resize=_resize_crop(236),
                 preprocessing=_imagenet_preprocessing(236))
 
 
@@ -219,15 +251,9 @@ def _efficientnet_lite0(weights: bool):
         net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
     # The TF EfficientNet-Lite preprocessing: (x - 127) / 128 on 0..255 pixels; static
     # "same" padding is built for 224 × 224 inputs.
-    transform = T.Compose([
-        T.Resize(256, interpolation=T.InterpolationMode.BILINEAR),
-        T.CenterCrop(224),
-        T.ToTensor(),
-        T.Normalize((127 / 255,) * 3, (128 / 255,) * 3),
-    ])
     return dict(model=_EfficientNetLiteFeatures(net), classifier=net._fc, dim=1280,
                 layer="head conv + global average pooling (dropout and fc removed)",
-                transform=transform,
+                resize=_resize_crop(256), mean=(127 / 255,) * 3, std=(128 / 255,) * 3,
                 preprocessing="RGB; Resize(256, bilinear); CenterCrop(224); ToTensor; "
                               "Normalize(mean=127/255, std=128/255)")
 
@@ -273,4 +299,8 @@ def get_backbone(name: str, weights: bool = True,
         model = model.to(memory_format=torch.channels_last)
     for p in model.parameters():
         p.requires_grad_(False)
-    return Backbone(name=name, model=model, classifier=classifier, device=dev, **parts)
+    parts.setdefault("mean", IMAGENET_MEAN)
+    parts.setdefault("std", IMAGENET_STD)
+    transform = _Preprocess(parts["resize"], parts["mean"], parts["std"])
+    return Backbone(name=name, model=model, classifier=classifier, device=dev,
+                    transform=transform, **parts)
