@@ -1,0 +1,270 @@
+"""Figures of the evaluation (matplotlib, Agg backend; every function returns a Figure).
+
+- :func:`plot_wup_vs_chance` — per-sample top-1 Wu-Palmer against the chance distribution.
+- :func:`plot_wordnet_graph` — true and decoded labels linked through their lowest common
+  hypernym (the paper's WordNet figure), one chain per sample.
+- :func:`plot_categories` — a metric per true category, bars, with the chance level.
+- :func:`plot_by_roi` — a metric by ROI (mean ± sd over subjects, one dot per subject).
+
+Save with :func:`save_png` (temp name, then rename) or ``mlflow.log_figure``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import deque
+from pathlib import Path
+from typing import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+ROI_ORDER = ("V1", "V2", "V3", "V4", "LOC", "FFA", "PPA", "LVC", "HVC", "VC")
+COLORS = {"true": "#2ca02c", "decoded": "#ff7f0e", "lcs": "#1f77b4", "path": "#7f7f7f",
+          "chance": "#d62728"}
+
+
+def save_png(fig: Figure, path: str | Path, dpi: int = 100) -> Path:
+    """Write ``fig`` as PNG to ``path`` (via a temporary name) and close it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.png")
+    fig.savefig(tmp, dpi=dpi, format="png")
+    plt.close(fig)
+    os.replace(tmp, path)
+    return path
+
+
+# --------------------------------------------------------------------------- Wu-Palmer
+def plot_wup_vs_chance(wup_top1: Sequence[float], chance_pairs: Sequence[float],
+                       chance_draws: Sequence[float] | None = None,
+                       title: str = "Wu-Palmer similarity, top-1") -> Figure:
+    """Histogram of per-sample top-1 Wu-Palmer against chance.
+
+    Parameters
+    ----------
+    wup_top1 : (n,) per-sample top-1 Wu-Palmer of the decoder
+    chance_pairs : Wu-Palmer of (true label, random bank label) pairs — the per-sample
+        chance distribution (``ChanceLevel.pair_values``)
+    chance_draws : per-draw means of the chance level (``ChanceLevel.draws``); when given, a
+        second panel compares the decoder's mean with their distribution
+    """
+    wup_top1 = np.asarray(wup_top1, dtype=float)
+    chance_pairs = np.asarray(chance_pairs, dtype=float)
+    ncols = 2 if chance_draws is not None else 1
+    fig, axes = plt.subplots(1, ncols, figsize=(5.5 * ncols, 4), squeeze=False)
+    ax = axes[0, 0]
+    bins = np.linspace(0, 1, 21)
+    ax.hist(chance_pairs, bins=bins, density=True, alpha=0.5, color=COLORS["chance"],
+            label=f"random bank label (mean {chance_pairs.mean():.3f})")
+    ax.hist(wup_top1, bins=bins, density=True, alpha=0.6, color=COLORS["lcs"],
+            label=f"decoded (mean {wup_top1.mean():.3f})")
+    ax.axvline(chance_pairs.mean(), color=COLORS["chance"], ls="--")
+    ax.axvline(wup_top1.mean(), color=COLORS["lcs"], ls="-")
+    ax.set_xlabel("Wu-Palmer similarity to the true label")
+    ax.set_ylabel("density")
+    ax.set_title(f"{title} (n = {len(wup_top1)})")
+    ax.legend(fontsize=8)
+    if chance_draws is not None:
+        draws = np.asarray(chance_draws, dtype=float)
+        ax2 = axes[0, 1]
+        ax2.hist(draws, bins=30, color=COLORS["chance"], alpha=0.6,
+                 label=f"chance, {len(draws)} draws ({draws.mean():.3f} ± {draws.std():.3f})")
+        ax2.axvline(wup_top1.mean(), color=COLORS["lcs"], lw=2,
+                    label=f"decoder mean {wup_top1.mean():.3f}")
+        ax2.set_xlabel("mean Wu-Palmer over samples")
+        ax2.set_ylabel("draws")
+        ax2.set_title("mean against chance")
+        ax2.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+# --------------------------------------------------------------------------- WordNet graph
+def _up_path(start, goal) -> list:
+    """Shortest hypernym chain ``[start, …, goal]`` (hypernyms and instance hypernyms)."""
+    prev = {start: None}
+    queue = deque([start])
+    while queue:
+        s = queue.popleft()
+        if s == goal:
+            out = [s]
+            while prev[out[-1]] is not None:
+                out.append(prev[out[-1]])
+            return out[::-1]
+        for h in s.hypernyms() + s.instance_hypernyms():
+            if h not in prev:
+                prev[h] = s
+                queue.append(h)
+    return [start, goal]
+
+
+def lcs_chain(true_wnid: str, decoded_wnid: str) -> tuple[list[str], str]:
+    """The chain true → … → lowest common hypernym → … → decoded, as wnids.
+
+    Uses the subsumer that NLTK's Wu-Palmer uses (``lowest_common_hypernyms`` with
+    ``use_min_depth=True``, the synset itself when it subsumes the other).
+
+    Returns
+    -------
+    chain : wnids from the true label to the decoded label, through the hypernym
+    lcs : the wnid of the lowest common hypernym
+    """
+    from sbd.metrics.wordnet import synset, wnid_of
+
+    a, b = synset(true_wnid), synset(decoded_wnid)
+    subsumers = a.lowest_common_hypernyms(b, use_min_depth=True)
+    if not subsumers:
+        raise ValueError(f"{true_wnid} and {decoded_wnid} have no common hypernym.")
+    lcs = a if a in subsumers else subsumers[0]
+    up = _up_path(a, lcs)
+    down = _up_path(b, lcs)[::-1]
+    chain = up + down[1:]
+    return [wnid_of(s) for s in chain], wnid_of(lcs)
+
+
+def plot_wordnet_graph(pairs: Sequence[tuple[str, str]], max_pairs: int = 12,
+                       max_hops: int = 3, title: str = "True and decoded labels in WordNet") -> Figure:
+    """True and decoded labels linked through their lowest common hypernym.
+
+    One row per (true, decoded) pair: the true label (green) climbs its hypernym chain to
+    the lowest common hypernym (blue), which descends to the decoded label (orange); the
+    Wu-Palmer similarity is written at the right. Chains longer than ``max_hops`` on a side
+    are shortened (``… k more …``). Identical pairs show one node.
+
+    Parameters
+    ----------
+    pairs : (true wnid, decoded wnid) pairs; the first ``max_pairs`` are drawn
+    """
+    from sbd.metrics.decoding import wup_cached
+    from sbd.metrics.wordnet import name
+
+    pairs = list(pairs)[:max_pairs]
+    height = max(2.0, 0.75 * len(pairs) + 1.0)
+    fig, ax = plt.subplots(figsize=(14, height))
+    ax.set_axis_off()
+    ax.set_title(title)
+    if not pairs:
+        ax.text(0.5, 0.5, "no samples", ha="center", va="center")
+        return fig
+    half = max_hops + 1
+    for row, (t, d) in enumerate(pairs):
+        chain, lcs = lcs_chain(t, d)
+        top = chain.index(lcs)
+        left, right = chain[: top + 1], chain[top:]
+        nodes = []  # (x offset from lcs, label, kind)
+        for side, seq in ((-1, left[::-1]), (1, right)):  # seq starts at the lcs
+            seq = seq[1:]
+            if len(seq) > half:
+                seq = seq[: max_hops - 1] + [f"… {len(seq) - max_hops} more …"] + [seq[-1]]
+            for j, w in enumerate(seq, start=1):
+                last = j == len(seq)
+                kind = ("true" if side < 0 else "decoded") if last else "path"
+                label = w if w.startswith("…") else name(w)
+                nodes.append((side * j, label, kind))
+        nodes.append((0, name(lcs), "true" if lcs == t else "decoded" if lcs == d else "lcs"))
+        y = len(pairs) - row
+        xs = sorted(x for x, _, _ in nodes)
+        ax.plot(xs, [y] * len(xs), color=COLORS["path"], lw=1, zorder=1)
+        for x, label, kind in nodes:
+            color = COLORS[kind]
+            ax.text(x, y, label, ha="center", va="center", fontsize=7, zorder=2,
+                    bbox=dict(boxstyle="round,pad=0.25", fc="white", ec=color, lw=1.5))
+        ax.text(half + 1.2, y, f"wup {wup_cached(t, d):.2f}", ha="left", va="center", fontsize=8)
+    ax.set_xlim(-half - 1, half + 2.2)
+    ax.set_ylim(0.3, len(pairs) + 0.7)
+    handles = [plt.Line2D([], [], marker="s", ls="", mfc="white", mec=COLORS[k], mew=2, label=lab)
+               for k, lab in (("true", "true label"), ("lcs", "lowest common hypernym"),
+                              ("decoded", "decoded label"))]
+    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=3, fontsize=8,
+              frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+# --------------------------------------------------------------------------- bars
+def plot_categories(table: pd.DataFrame, metric: str = "wup_top1", label: str = "true_name",
+                    chance: float | None = None, title: str | None = None) -> Figure:
+    """One bar per category (rows of ``table``), sorted by ``metric``.
+
+    Parameters
+    ----------
+    table : columns ``metric`` and ``label`` (e.g. the per-category table of evaluate)
+    chance : drawn as a dashed line when given
+    """
+    for col in (metric, label):
+        if col not in table.columns:
+            raise ValueError(f"Column {col!r} not in table; columns: {', '.join(map(str, table.columns))}.")
+    t = table.sort_values(metric, ascending=False)
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.28 * len(t) + 2), 4))
+    ax.bar(np.arange(len(t)), t[metric].to_numpy(dtype=float), color=COLORS["lcs"])
+    ax.set_xticks(np.arange(len(t)))
+    ax.set_xticklabels(t[label].astype(str), rotation=90, fontsize=7)
+    if chance is not None and np.isfinite(chance):
+        ax.axhline(chance, color=COLORS["chance"], ls="--", label=f"chance {chance:.3f}")
+        ax.legend(fontsize=8)
+    ax.set_ylabel(metric)
+    ax.set_title(title or f"{metric} per category")
+    fig.tight_layout()
+    return fig
+
+
+def _metric_column(table: pd.DataFrame, metric: str) -> str:
+    for col in (metric, f"test/{metric}"):
+        if col in table.columns:
+            return col
+    raise ValueError(f"Metric {metric!r} not in table; columns: {', '.join(map(str, table.columns))}.")
+
+
+def plot_by_roi(table: pd.DataFrame, metric: str, chance: str | float | None = "auto",
+                title: str | None = None) -> Figure:
+    """A metric by ROI: bar = mean over subjects, error bar = sd, dots = subjects.
+
+    Parameters
+    ----------
+    table : one row per (subject, ROI) run, columns ``roi``, optional ``subject``, and the
+        metric (``metric`` or ``test/<metric>``)
+    metric : e.g. ``"wup_top1"`` or ``"test/wup_top1"``
+    chance : a number, a column name (its mean is drawn), or ``"auto"`` (the matching
+        ``…wup_chance`` column for Wu-Palmer metrics, when present); None for no line
+    """
+    if "roi" not in table.columns:
+        raise ValueError(f"plot_by_roi needs a 'roi' column; columns: {', '.join(map(str, table.columns))}.")
+    col = _metric_column(table, metric)
+    rois = [r for r in ROI_ORDER if r in set(table["roi"])] + sorted(
+        set(table["roi"]) - set(ROI_ORDER))
+    fig, ax = plt.subplots(figsize=(max(5.0, 0.7 * len(rois) + 2), 4))
+    means, sds = [], []
+    for i, roi in enumerate(rois):
+        vals = table.loc[table["roi"] == roi, col].to_numpy(dtype=float)
+        means.append(np.nanmean(vals))
+        sds.append(np.nanstd(vals, ddof=1) if np.isfinite(vals).sum() > 1 else 0.0)
+        jitter = np.linspace(-0.15, 0.15, len(vals)) if len(vals) > 1 else np.zeros(1)
+        ax.scatter(i + jitter, vals, color="black", s=12, zorder=3)
+    ax.bar(np.arange(len(rois)), means, yerr=sds, color=COLORS["lcs"], alpha=0.7, capsize=3)
+    ax.set_xticks(np.arange(len(rois)))
+    ax.set_xticklabels(rois)
+    if isinstance(chance, str) and chance == "auto":
+        chance = None
+        if "wup" in col:
+            prefix = col.rsplit("wup", 1)[0]
+            if f"{prefix}wup_chance" in table.columns:
+                chance = f"{prefix}wup_chance"
+    if isinstance(chance, str):
+        if chance not in table.columns:
+            raise ValueError(f"Chance column {chance!r} not in table.")
+        chance = float(table[chance].astype(float).mean())
+    if chance is not None and np.isfinite(chance):
+        ax.axhline(chance, color=COLORS["chance"], ls="--", label=f"chance {chance:.3f}")
+        ax.legend(fontsize=8)
+    ax.set_xlabel("ROI")
+    ax.set_ylabel(col)
+    n_sub = table["subject"].nunique() if "subject" in table.columns else 1
+    ax.set_title(title or f"{col} by ROI ({n_sub} subject{'s' if n_sub != 1 else ''})")
+    fig.tight_layout()
+    return fig
