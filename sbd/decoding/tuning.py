@@ -1,0 +1,626 @@
+"""Optuna tuning of the ridge decoder, cross-validated by category.
+
+Test categories are never seen in training, so validation folds split by category
+(:func:`grouped_folds`: GroupKFold on wnid).  Every trial is scored on the same folds with
+
+- ``r``: mean over validation samples of the Pearson r between predicted and true features;
+- ``ident_acc``: n-way identification accuracy (default 2-way): how often a sample's
+  predicted features correlate more with its own true features than with those of
+  ``n_way - 1`` other validation samples of *other* categories (exact expectation over
+  all distractor sets, no sampling); ``ident_top1``: identified among all of them.
+
+Search space (:func:`suggest_params`)
+
+===================  ================================================================
+alpha                log-uniform in [1e-2, 1e8]
+alpha_mode           ``shared`` (one alpha) or ``per_target`` (one alpha per feature,
+                     each chosen on the training fold by exact leave-one-category-out
+                     error from :data:`PER_TARGET_GRID`, within ±2 decades of ``alpha``)
+voxel_frac           fraction of the ROI's voxels kept, 0.05 … 1.0 by 0.05
+selection            ``corr`` (mean |r| with the features) or ``f`` (ANOVA F across
+                     categories) — computed on the training fold only
+standardize          z-score voxels on the training fold
+test_time_adjust     the paper's adjustment (:func:`sbd.decoding.ridge.adjust_predictions`)
+===================  ================================================================
+
+Decompositions are cached per (fold, kept voxels, selection, standardisation) in a
+:class:`FoldCache`, so a trial that revisits a configuration only does small products;
+the paper's fixed Ridge(alpha=1000) is scored on the same folds (:data:`PAPER_PARAMS`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import tempfile
+import warnings
+from collections import OrderedDict
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+import optuna
+from sklearn.model_selection import GroupKFold
+
+from sbd.decoding.ridge import (
+    MultiRidge, RidgeDecomposition, SELECTIONS, adjust_predictions, center_scale, decompose,
+    grouped_loo_errors, n_voxels_kept, select_voxels, shrinkage, voxel_scores,
+)
+
+__all__ = [
+    "OBJECTIVES", "ALPHA_RANGE", "PER_TARGET_GRID", "PAPER_PARAMS", "PAPER_ADJUSTED_PARAMS",
+    "grouped_folds", "score_predictions", "identification_accuracy", "FoldCache",
+    "normalise_params", "suggest_params", "evaluate_params", "per_target_alphas",
+    "fit_model", "out_of_fold_predictions", "make_storage", "create_study", "TuneResult",
+    "tune", "log_study_summary",
+]
+
+logger = logging.getLogger(__name__)
+
+OBJECTIVES = {"ident": "ident_acc", "r": "r"}
+SCORE_KEYS = ("r", "ident_acc", "ident_top1")
+ALPHA_RANGE = (1e-2, 1e8)
+PER_TARGET_GRID = np.logspace(-2, 8, 21)
+PER_TARGET_WIDTH = 2.0
+ALPHA_MODES = ("shared", "per_target")
+PAPER_PARAMS: dict[str, Any] = {"alpha": 1000.0, "alpha_mode": "shared", "voxel_frac": 1.0,
+                                "selection": "corr", "standardize": False,
+                                "test_time_adjust": False}
+PAPER_ADJUSTED_PARAMS: dict[str, Any] = {**PAPER_PARAMS, "test_time_adjust": True}
+
+
+# ---------------------------------------------------------------------------------------
+# folds and scores
+# ---------------------------------------------------------------------------------------
+
+def grouped_folds(groups: np.ndarray, n_splits: int = 5) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``(train_idx, val_idx)`` pairs; no category is in both sides of a fold."""
+    groups = np.asarray(groups)
+    n_groups = np.unique(groups).size
+    if n_splits < 2:
+        raise ValueError(f"n_splits must be ≥ 2, got {n_splits}.")
+    if n_groups < n_splits:
+        raise ValueError(f"Cannot make {n_splits} category folds from {n_groups} categories.")
+    dummy = np.zeros((groups.shape[0], 1))
+    return [(tr, va) for tr, va in GroupKFold(n_splits=n_splits).split(dummy, groups=groups)]
+
+
+def _row_centre_normalise(A: np.ndarray) -> np.ndarray:
+    A = A - A.mean(axis=1, keepdims=True)
+    norm = np.linalg.norm(A, axis=1, keepdims=True)
+    norm[norm == 0] = 1.0
+    return A / norm
+
+
+def identification_accuracy(C: np.ndarray, groups: np.ndarray | None = None, n_way: int = 2
+                            ) -> tuple[float, float]:
+    """Identification from a correlation matrix ``C`` (m × m; ``C[i, j]`` = r(pred i, true j)).
+
+    Distractors of sample i: the other samples (of other categories when ``groups`` is given).
+    Returns ``(expected n-way accuracy, top-1 accuracy among all distractors)``.
+    """
+    m = C.shape[0]
+    diag = np.diag(C)
+    if groups is None:
+        cand = ~np.eye(m, dtype=bool)
+    else:
+        g = np.asarray(groups)
+        cand = g[:, None] != g[None, :]
+    n_cand = cand.sum(axis=1)
+    beats = ((C > diag[:, None]) & cand).sum(axis=1)
+    k = int(n_way) - 1
+    if k < 1:
+        raise ValueError(f"n_way must be ≥ 2, got {n_way}.")
+    if n_cand.min() < k:
+        raise ValueError(f"{n_way}-way identification needs ≥ {k} distractors per sample; "
+                         f"some validation samples have only {int(n_cand.min())}.")
+    t = np.arange(k)
+    num = np.clip((n_cand - beats)[:, None] - t, 0, None).astype(np.float64)
+    acc = np.prod(num / (n_cand[:, None] - t), axis=1)
+    return float(acc.mean()), float((beats == 0).mean())
+
+
+def score_predictions(P: np.ndarray, Y: np.ndarray, groups: np.ndarray | None = None,
+                      n_way: int = 2) -> dict[str, float]:
+    """Scores of predicted features ``P`` against true ``Y`` (both m × d).
+
+    Returns ``{"r", "ident_acc", "ident_top1"}`` (see the module docstring).
+    """
+    Pn, Yn = _row_centre_normalise(np.asarray(P, np.float64)), _row_centre_normalise(
+        np.asarray(Y, np.float64))
+    C = Pn @ Yn.T
+    acc, top1 = identification_accuracy(C, groups, n_way)
+    return {"r": float(np.diag(C).mean()), "ident_acc": acc, "ident_top1": top1}
+
+
+# ---------------------------------------------------------------------------------------
+# cached fold decompositions
+# ---------------------------------------------------------------------------------------
+
+@dataclass
+class FoldFactors:
+    """One fold's decomposition, arranged to score many alphas cheaply.
+
+    Validation predictions are ``y_mean + (Xval_processed V) diag(shrink) (Uᵀ Yc)``.
+    """
+
+    A: np.ndarray            # (n_val, k) processed validation voxels times V
+    s: np.ndarray            # (k,)
+    Z: np.ndarray            # (k, d) = Uᵀ Yc_train
+    U: np.ndarray            # (n_train, k), for the grouped leave-one-out
+    y_mean: np.ndarray       # (d,) training target mean
+    y_std: np.ndarray        # (d,) training target sd
+    fast: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(a.nbytes for a in (self.A, self.s, self.Z, self.U)) + sum(
+            a.nbytes for a in self.fast.values())
+
+    def predict(self, alpha: float | np.ndarray) -> np.ndarray:
+        """Validation predictions (n_val × d)."""
+        f = shrinkage(self.s, alpha)
+        if f.ndim == 1:
+            return self.y_mean + (self.A * f) @ self.Z
+        return self.y_mean + self.A @ (f * self.Z)
+
+    def prepare_fast(self, Yval: np.ndarray) -> None:
+        """Precompute what :meth:`fast_scores` needs (once per fold)."""
+        if self.fast:
+            return
+        Zt = self.Z - self.Z.mean(axis=1, keepdims=True)          # row-centred across features
+        yt = self.y_mean - self.y_mean.mean()
+        Yt = Yval - Yval.mean(axis=1, keepdims=True)
+        self.fast = {"M": Zt @ Zt.T, "zy": Zt @ yt, "yy": np.array(yt @ yt),
+                     "G": Zt @ Yt.T, "h": Yt @ yt, "ynorm": np.linalg.norm(Yt, axis=1)}
+
+    def fast_scores(self, alpha: float, groups: np.ndarray | None, n_way: int
+                    ) -> dict[str, float]:
+        """:func:`score_predictions` for a shared alpha without forming the predictions.
+
+        With ``B = A diag(shrink)`` and row-centred ``Z̃``, ``ỹ``: the centred prediction of
+        sample i is ``ỹ + B_i Z̃``, so its dot products with the validation targets are
+        ``h + B G`` and its squared norm ``ỹ·ỹ + 2 B_i·(Z̃ỹ) + B_i M B_iᵀ`` (``M = Z̃Z̃ᵀ``).
+        """
+        F = self.fast
+        B = self.A * shrinkage(self.s, alpha)
+        dots = B @ F["G"] + F["h"][None, :]
+        sq = F["yy"] + 2.0 * (B @ F["zy"]) + np.einsum("ik,ik->i", B @ F["M"], B)
+        pnorm = np.sqrt(np.clip(sq, 0.0, None))
+        pnorm[pnorm == 0] = 1.0
+        ynorm = np.where(F["ynorm"] == 0, 1.0, F["ynorm"])
+        C = dots / pnorm[:, None] / ynorm[None, :]
+        acc, top1 = identification_accuracy(C, groups, n_way)
+        return {"r": float(np.diag(C).mean()), "ident_acc": acc, "ident_top1": top1}
+
+
+class FoldCache:
+    """Grouped folds of one data set with their decompositions cached across trials.
+
+    Parameters
+    ----------
+    X : ndarray (n, v) voxels;  Y : ndarray (n, d) features;  groups : array (n,) categories
+    n_splits : number of category folds
+    solver : ridge solver (:data:`sbd.decoding.ridge.RIDGE_SOLVERS`)
+    max_bytes : memory for cached decompositions (least recently used dropped first)
+    """
+
+    def __init__(self, X: np.ndarray, Y: np.ndarray, groups: np.ndarray, n_splits: int = 5,
+                 solver: str = "auto", max_bytes: float = 2e9):
+        self.X = np.asarray(X, dtype=np.float64)
+        self.Y = np.asarray(Y, dtype=np.float64)
+        self.groups = np.asarray(groups)
+        if self.X.ndim != 2 or self.Y.ndim != 2:
+            raise ValueError(f"X and Y must be 2-D, got {self.X.shape} and {self.Y.shape}.")
+        if not (self.X.shape[0] == self.Y.shape[0] == self.groups.shape[0]):
+            raise ValueError(f"X, Y and groups disagree on the number of samples: "
+                             f"{self.X.shape[0]}, {self.Y.shape[0]}, {self.groups.shape[0]}.")
+        if not (np.all(np.isfinite(self.X)) and np.all(np.isfinite(self.Y))):
+            raise ValueError("X or Y contains NaN or infinite values.")
+        self.folds = grouped_folds(self.groups, n_splits)
+        self.n_splits = n_splits
+        self.solver = solver
+        self.max_bytes = max_bytes
+        self._scores: dict[tuple[int, str], np.ndarray] = {}
+        self._factors: OrderedDict[tuple, FoldFactors] = OrderedDict()
+        self._loo: dict[tuple, np.ndarray] = {}
+        self.n_decompositions = 0
+
+    @property
+    def n_voxels(self) -> int:
+        return self.X.shape[1]
+
+    def _key(self, fold: int, n_keep: int, selection: str, standardize: bool) -> tuple:
+        return (fold, n_keep, selection if n_keep < self.n_voxels else "all", bool(standardize))
+
+    def support(self, fold: int, n_keep: int, selection: str) -> np.ndarray:
+        """Kept voxel indices of ``fold``, scored on its training samples only."""
+        if n_keep >= self.n_voxels:
+            return np.arange(self.n_voxels)
+        tr, _ = self.folds[fold]
+        if (fold, selection) not in self._scores:
+            self._scores[(fold, selection)] = voxel_scores(self.X[tr], self.Y[tr], selection,
+                                                           self.groups[tr])
+        return select_voxels(self.X[tr], self.Y[tr], n_keep, selection, self.groups[tr],
+                             scores=self._scores[(fold, selection)])
+
+    def factors(self, fold: int, n_keep: int, selection: str, standardize: bool) -> FoldFactors:
+        key = self._key(fold, n_keep, selection, standardize)
+        if key in self._factors:
+            self._factors.move_to_end(key)
+            return self._factors[key]
+        tr, va = self.folds[fold]
+        sup = self.support(fold, n_keep, selection)
+        Xc, mean, scale = center_scale(self.X[np.ix_(tr, sup)], True, standardize)
+        Ytr = self.Y[tr]
+        y_mean = Ytr.mean(axis=0)
+        dec = decompose(Xc, self.solver)
+        self.n_decompositions += 1
+        Xv = (self.X[np.ix_(va, sup)] - mean) / scale
+        fac = FoldFactors(A=Xv @ dec.V, s=dec.s, Z=dec.U.T @ (Ytr - y_mean), U=dec.U,
+                          y_mean=y_mean, y_std=Ytr.std(axis=0))
+        self._factors[key] = fac
+        self._evict()
+        return fac
+
+    def _evict(self) -> None:
+        total = sum(f.nbytes for f in self._factors.values())
+        while len(self._factors) > 1 and total > self.max_bytes:
+            _, old = self._factors.popitem(last=False)
+            total -= old.nbytes
+
+    def loo_errors(self, fold: int, n_keep: int, selection: str, standardize: bool
+                   ) -> np.ndarray:
+        """Leave-one-category-out error (len(PER_TARGET_GRID) × d) on the training fold."""
+        key = self._key(fold, n_keep, selection, standardize)
+        if key not in self._loo:
+            fac = self.factors(fold, n_keep, selection, standardize)
+            tr, _ = self.folds[fold]
+            Yc = self.Y[tr] - fac.y_mean
+            dec = RidgeDecomposition(fac.U, fac.s, np.empty((0, fac.s.size)))
+            self._loo[key] = grouped_loo_errors(dec, fac.Z, Yc, self.groups[tr], PER_TARGET_GRID)
+        return self._loo[key]
+
+
+# ---------------------------------------------------------------------------------------
+# parameters
+# ---------------------------------------------------------------------------------------
+
+def _as_bool(value: Any) -> bool:
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    text = str(value).strip().lower()
+    if text in ("true", "1", "yes"):
+        return True
+    if text in ("false", "0", "no", ""):
+        return False
+    raise ValueError(f"Expected a boolean, got {value!r}.")
+
+
+def normalise_params(params: dict[str, Any]) -> dict[str, Any]:
+    """Tuning parameters with types fixed and defaults filled (strings from tags accepted).
+
+    Keys: alpha, alpha_mode, voxel_frac, selection, standardize, test_time_adjust.
+    """
+    unknown = set(params) - set(PAPER_PARAMS)
+    if unknown:
+        raise ValueError(f"Unknown ridge parameters {sorted(unknown)}; valid: "
+                         f"{', '.join(PAPER_PARAMS)}.")
+    p = {**PAPER_PARAMS, **params}
+    out = {"alpha": float(p["alpha"]), "alpha_mode": str(p["alpha_mode"]),
+           "voxel_frac": float(p["voxel_frac"]), "selection": str(p["selection"]),
+           "standardize": _as_bool(p["standardize"]),
+           "test_time_adjust": _as_bool(p["test_time_adjust"])}
+    if not (math.isfinite(out["alpha"]) and out["alpha"] > 0):
+        raise ValueError(f"alpha must be positive, got {p['alpha']!r}.")
+    if out["alpha_mode"] not in ALPHA_MODES:
+        raise ValueError(f"Unknown alpha_mode={out['alpha_mode']!r}; valid: {', '.join(ALPHA_MODES)}.")
+    if out["selection"] not in SELECTIONS:
+        raise ValueError(f"Unknown selection={out['selection']!r}; valid: {', '.join(SELECTIONS)}.")
+    if not 0 < out["voxel_frac"] <= 1:
+        raise ValueError(f"voxel_frac must be in (0, 1], got {p['voxel_frac']!r}.")
+    return out
+
+
+def suggest_params(trial: optuna.Trial) -> dict[str, Any]:
+    """Sample one configuration (the search space of the module docstring)."""
+    return {
+        "alpha": trial.suggest_float("alpha", *ALPHA_RANGE, log=True),
+        "alpha_mode": trial.suggest_categorical("alpha_mode", list(ALPHA_MODES)),
+        "voxel_frac": trial.suggest_float("voxel_frac", 0.05, 1.0, step=0.05),
+        "selection": trial.suggest_categorical("selection", list(SELECTIONS)),
+        "standardize": trial.suggest_categorical("standardize", [False, True]),
+        "test_time_adjust": trial.suggest_categorical("test_time_adjust", [False, True]),
+    }
+
+
+def per_target_alphas(errors: np.ndarray, centre: float, grid: np.ndarray = PER_TARGET_GRID,
+                      width: float = PER_TARGET_WIDTH) -> np.ndarray:
+    """Per-target alphas (d,): the grid value of least error within ``width`` decades of
+    ``centre`` (the nearest grid value when none is that close)."""
+    lo, hi = centre / 10 ** width, centre * 10 ** width
+    rows = (grid >= lo * (1 - 1e-9)) & (grid <= hi * (1 + 1e-9))
+    if not rows.any():
+        rows = np.zeros(grid.size, dtype=bool)
+        rows[np.argmin(np.abs(np.log10(grid) - math.log10(centre)))] = True
+    return grid[rows][np.argmin(errors[rows], axis=0)]
+
+
+def evaluate_params(cache: FoldCache, params: dict[str, Any], n_way: int = 2,
+                    objective: str = "ident",
+                    on_fold: Callable[[int, float], None] | None = None) -> dict[str, float]:
+    """Mean validation scores of one configuration over the cache's folds.
+
+    ``on_fold(fold, running_mean_objective)`` is called after each fold (the tuner reports
+    to Optuna there, and prunes by raising ``optuna.TrialPruned``).
+    """
+    if objective not in OBJECTIVES:
+        raise ValueError(f"Unknown objective={objective!r}; valid: {', '.join(OBJECTIVES)}.")
+    p = normalise_params(params)
+    n_keep = n_voxels_kept(p["voxel_frac"], cache.n_voxels)
+    folds: list[dict[str, float]] = []
+    for f, (_, va) in enumerate(cache.folds):
+        fac = cache.factors(f, n_keep, p["selection"], p["standardize"])
+        Yv, gv = cache.Y[va], cache.groups[va]
+        if p["alpha_mode"] == "shared" and not p["test_time_adjust"]:
+            fac.prepare_fast(Yv)
+            scores = fac.fast_scores(p["alpha"], gv, n_way)
+        else:
+            if p["alpha_mode"] == "per_target":
+                alpha = per_target_alphas(cache.loo_errors(f, n_keep, p["selection"],
+                                                           p["standardize"]), p["alpha"])
+            else:
+                alpha = p["alpha"]
+            P = fac.predict(alpha)
+            if p["test_time_adjust"]:
+                P = adjust_predictions(P, fac.y_mean, fac.y_std)
+            scores = score_predictions(P, Yv, gv, n_way)
+        folds.append(scores)
+        if on_fold is not None:
+            on_fold(f, float(np.mean([s[OBJECTIVES[objective]] for s in folds])))
+    return {k: float(np.mean([s[k] for s in folds])) for k in SCORE_KEYS}
+
+
+def fit_model(X: np.ndarray, Y: np.ndarray, groups: np.ndarray, params: dict[str, Any],
+              solver: str = "auto") -> MultiRidge:
+    """A :class:`MultiRidge` fitted on (X, Y) with tuning ``params``.
+
+    For ``alpha_mode="per_target"`` the alphas are chosen first, by leave-one-category-out
+    error on these same training data (as within each tuning fold).
+    """
+    p = normalise_params(params)
+    X = np.asarray(X, dtype=np.float64)
+    Y = np.asarray(Y, dtype=np.float64)
+    groups = np.asarray(groups)
+    alpha: float | np.ndarray = p["alpha"]
+    if p["alpha_mode"] == "per_target":
+        sup = select_voxels(X, Y, p["voxel_frac"], p["selection"], groups)
+        Xc, _, _ = center_scale(X[:, sup], True, p["standardize"])
+        Yc = Y - Y.mean(axis=0)
+        dec = decompose(Xc, solver)
+        Z = dec.U.T @ Yc
+        alpha = per_target_alphas(grouped_loo_errors(dec, Z, Yc, groups, PER_TARGET_GRID),
+                                  p["alpha"])
+    model = MultiRidge(alpha=alpha, standardize=p["standardize"], fit_intercept=True,
+                       n_voxels=p["voxel_frac"], selection=p["selection"],
+                       test_time_adjust=p["test_time_adjust"], solver=solver)
+    return model.fit(X, Y, groups)
+
+
+def out_of_fold_predictions(X: np.ndarray, Y: np.ndarray, groups: np.ndarray,
+                            params: dict[str, Any], n_splits: int = 5) -> np.ndarray:
+    """Predicted features (n × d) of every sample by a model fitted without its category.
+
+    Folds are :func:`grouped_folds`; each fold's model is :func:`fit_model` on the other
+    folds (voxel selection, standardisation and per-target alphas from those only).
+    """
+    X = np.asarray(X, dtype=np.float64)
+    Y = np.asarray(Y, dtype=np.float64)
+    groups = np.asarray(groups)
+    out = np.empty(Y.shape, dtype=np.float64)
+    for tr, va in grouped_folds(groups, n_splits):
+        out[va] = fit_model(X[tr], Y[tr], groups[tr], params).predict(X[va])
+    return out
+
+
+# ---------------------------------------------------------------------------------------
+# the study
+# ---------------------------------------------------------------------------------------
+
+def make_storage(storage: str | None) -> optuna.storages.BaseStorage | None:
+    """None/"" → in memory; an RDB URL (``sqlite:///study.db``, ``postgresql://…``) → an
+    RDBStorage (sqlite with a 60 s lock timeout, so several processes can write)."""
+    if storage in (None, ""):
+        return None
+    if "://" not in storage:
+        raise ValueError(f"storage={storage!r} is not an RDB URL; use e.g. "
+                         f"'sqlite:///{storage}' or 'postgresql://user@host/db'.")
+    kwargs: dict[str, Any] = {}
+    if storage.startswith("sqlite"):
+        kwargs = {"connect_args": {"timeout": 60}}
+    return optuna.storages.RDBStorage(storage, engine_kwargs=kwargs)
+
+
+def _study_attrs(X: np.ndarray, Y: np.ndarray, objective: str, n_splits: int, n_way: int
+                 ) -> dict[str, Any]:
+    return {"objective": objective, "n_samples": int(X.shape[0]), "n_voxels": int(X.shape[1]),
+            "n_targets": int(Y.shape[1]), "n_splits": int(n_splits), "n_way": int(n_way)}
+
+
+def create_study(storage: str | None = None, study_name: str | None = None, seed: int = 0,
+                 attrs: dict[str, Any] | None = None) -> optuna.Study:
+    """Create or resume (same ``study_name`` in ``storage``) a maximising study.
+
+    ``attrs`` are recorded on a new study and must match on a resumed one (same data,
+    objective and folds), else ValueError.
+    """
+    storage_obj = make_storage(storage)
+    if storage_obj is not None and not study_name:
+        raise ValueError("A persistent storage needs a study_name to resume the study by.")
+    study = optuna.create_study(
+        storage=storage_obj, study_name=study_name or None, direction="maximize",
+        load_if_exists=True, sampler=optuna.samplers.TPESampler(seed=int(seed)),
+        pruner=optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1))
+    existing = study.user_attrs
+    for k, v in (attrs or {}).items():
+        if k in existing and existing[k] != v:
+            raise ValueError(f"Study {study.study_name!r} in {storage} was made with {k}="
+                             f"{existing[k]!r}, not {v!r}; use another study_name.")
+        if k not in existing:
+            study.set_user_attr(k, v)
+    return study
+
+
+@dataclass
+class TuneResult:
+    """Outcome of :func:`tune` (scores are means over the validation folds)."""
+
+    study: optuna.Study
+    objective: str
+    best_params: dict[str, Any]
+    best_scores: dict[str, float]
+    paper_scores: dict[str, float]
+    paper_adjusted_scores: dict[str, float]
+    n_trials_added: int
+    n_decompositions: int
+
+    @property
+    def best_value(self) -> float:
+        return self.best_scores[OBJECTIVES[self.objective]]
+
+
+def _trial_run(enabled: bool, trial_number: int):
+    if not enabled:
+        return nullcontext()
+    import mlflow
+
+    return mlflow.start_run(run_name=f"trial-{trial_number:03d}", nested=True)
+
+
+def tune(X: np.ndarray, Y: np.ndarray, groups: np.ndarray, n_trials: int = 30,
+         objective: str = "ident", storage: str | None = None, study_name: str | None = None,
+         seed: int = 0, n_splits: int = 5, n_way: int = 2, timeout: float | None = None,
+         log_to_mlflow: bool = True, progress: bool = False, cache: FoldCache | None = None
+         ) -> TuneResult:
+    """Optuna search of ridge hyper-parameters on category folds.
+
+    Parameters
+    ----------
+    X : ndarray (n, v) voxels;  Y : ndarray (n, d) features;  groups : (n,) category (wnid)
+    n_trials : trials added by this call (the paper's configurations, plain and adjusted,
+        are queued first on a new study, so the best is never worse than them)
+    objective : ``"ident"`` (identification accuracy) or ``"r"`` (mean Pearson r)
+    storage, study_name : RDB URL and name to resume / share a study (:func:`make_storage`)
+    log_to_mlflow : with an active MLflow run, each trial is a nested run and the active
+        run gets the summary (:func:`log_study_summary`)
+    """
+    if objective not in OBJECTIVES:
+        raise ValueError(f"Unknown objective={objective!r}; valid: {', '.join(OBJECTIVES)}.")
+    if int(n_trials) < 0:
+        raise ValueError(f"n_trials must be ≥ 0, got {n_trials}.")
+    cache = cache or FoldCache(X, Y, groups, n_splits=n_splits)
+    study = create_study(storage, study_name, seed,
+                         _study_attrs(cache.X, cache.Y, objective, n_splits, n_way))
+    study.enqueue_trial(PAPER_PARAMS, skip_if_exists=True)
+    study.enqueue_trial(PAPER_ADJUSTED_PARAMS, skip_if_exists=True)
+    if log_to_mlflow:
+        import mlflow
+
+        log_to_mlflow = mlflow.active_run() is not None
+    key = OBJECTIVES[objective]
+
+    def run_trial(trial: optuna.Trial) -> float:
+        params = suggest_params(trial)
+        with _trial_run(log_to_mlflow, trial.number) as run:
+            if run is not None:
+                import mlflow
+
+                mlflow.log_params(params)
+                mlflow.set_tags({"optuna.study": study.study_name,
+                                 "optuna.trial": str(trial.number), "sbd.objective": objective})
+
+            def on_fold(fold: int, running: float) -> None:
+                if run is not None:
+                    mlflow.log_metric(f"val/{key}_running", running, step=fold)
+                trial.report(running, fold)
+                if trial.should_prune():
+                    if run is not None:
+                        mlflow.set_tag("optuna.state", "PRUNED")
+                        mlflow.end_run("KILLED")
+                    raise optuna.TrialPruned(f"pruned after fold {fold}")
+
+            scores = evaluate_params(cache, params, n_way, objective, on_fold)
+            for k, v in scores.items():
+                trial.set_user_attr(f"val/{k}", v)
+            if run is not None:
+                mlflow.log_metrics({f"val/{k}": v for k, v in scores.items()})
+                mlflow.set_tag("optuna.state", "COMPLETE")
+        return scores[key]
+
+    before = len(study.trials)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.optimize(run_trial, n_trials=int(n_trials), timeout=timeout,
+                       show_progress_bar=progress, gc_after_trial=False)
+    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    if not done:
+        raise RuntimeError(f"Study {study.study_name!r} has no completed trial.")
+    best = study.best_trial
+    best_params = normalise_params(best.params)
+    best_scores = {k: best.user_attrs.get(f"val/{k}") for k in SCORE_KEYS}
+    if any(v is None for v in best_scores.values()):
+        best_scores = evaluate_params(cache, best_params, n_way, objective)
+    result = TuneResult(
+        study=study, objective=objective, best_params=best_params, best_scores=best_scores,
+        paper_scores=evaluate_params(cache, PAPER_PARAMS, n_way, objective),
+        paper_adjusted_scores=evaluate_params(cache, PAPER_ADJUSTED_PARAMS, n_way, objective),
+        n_trials_added=len(study.trials) - before, n_decompositions=cache.n_decompositions)
+    if log_to_mlflow:
+        log_study_summary(result)
+    return result
+
+
+def log_study_summary(result: TuneResult, artifact_dir: str = "tuning") -> None:
+    """Log to the active MLflow run: best params (``best_<name>``), validation metrics of the
+    best trial (``val/<score>``) and of the paper's settings (``val/<score>_paper``,
+    ``val/<score>_paper_adjusted``), the trials table, best params JSON, and the
+    optimisation-history and parameter-importance figures (PNG)."""
+    import matplotlib
+
+    if matplotlib.get_backend().lower() not in ("agg", "pdf", "svg", "ps", "cairo"):
+        matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import mlflow
+    from optuna.visualization import matplotlib as ovm
+
+    mlflow.log_params({f"best_{k}": v for k, v in result.best_params.items()})
+    metrics = {f"val/{k}": v for k, v in result.best_scores.items()}
+    metrics.update({f"val/{k}_paper": v for k, v in result.paper_scores.items()})
+    metrics.update({f"val/{k}_paper_adjusted": v for k, v in result.paper_adjusted_scores.items()})
+    metrics["tuning/n_trials"] = len(result.study.trials)
+    metrics["tuning/n_decompositions"] = result.n_decompositions
+    mlflow.log_metrics(metrics)
+    mlflow.log_text(json.dumps({"objective": result.objective, "params": result.best_params,
+                                "scores": result.best_scores, "paper": result.paper_scores,
+                                "paper_adjusted": result.paper_adjusted_scores}, indent=2),
+                    f"{artifact_dir}/best_params.json")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "trials.csv")
+        result.study.trials_dataframe().to_csv(path, index=False)
+        mlflow.log_artifact(path, artifact_dir)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for fname, plot in (("optimization_history.png", ovm.plot_optimization_history),
+                            ("param_importances.png", ovm.plot_param_importances)):
+            try:
+                ax = plot(result.study)
+            except (ValueError, RuntimeError, ZeroDivisionError) as err:
+                logger.warning("No %s: %s", fname, err)
+                continue
+            fig = np.ravel(ax)[0].figure
+            fig.tight_layout()
+            mlflow.log_figure(fig, f"{artifact_dir}/{fname}")
+            plt.close(fig)

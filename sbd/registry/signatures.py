@@ -1,0 +1,126 @@
+"""Signatures and input checks shared by the registered pyfunc models.
+
+Tables (DataFrames) of the models:
+
+- voxel table: columns ``v0 … v{n-1}`` (float64), one row per sample;
+- feature table: columns ``f0 … f{D-1}`` (float32), one row per sample.
+
+:func:`validate_table` turns a DataFrame (named columns, any order) or a 2-D array into a
+float64 array, or raises :class:`InvalidModelInput` — an ``MlflowException`` with error code
+``INVALID_PARAMETER_VALUE`` (HTTP 400 when served) that is also a ``ValueError``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from mlflow.exceptions import MlflowException
+from mlflow.models import ModelSignature
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+from mlflow.types import ColSpec, Schema
+
+__all__ = ["InvalidModelInput", "column_names", "voxel_schema", "feature_schema",
+           "table_signature", "validate_table", "to_table"]
+
+
+class InvalidModelInput(MlflowException, ValueError):
+    """Bad model input: served as HTTP 400 (INVALID_PARAMETER_VALUE)."""
+
+    def __init__(self, message: str):
+        super().__init__(message, error_code=INVALID_PARAMETER_VALUE)
+
+
+def column_names(prefix: str, n: int) -> list[str]:
+    """``[prefix0, …, prefix{n-1}]``."""
+    return [f"{prefix}{i}" for i in range(int(n))]
+
+
+def voxel_schema(n_voxels: int) -> Schema:
+    """Input schema: ``v0 … v{n-1}`` as double."""
+    return Schema([ColSpec("double", c) for c in column_names("v", n_voxels)])
+
+
+def feature_schema(dim: int, dtype: str = "float") -> Schema:
+    """Output schema: ``f0 … f{D-1}`` (float32 by default)."""
+    return Schema([ColSpec(dtype, c) for c in column_names("f", dim)])
+
+
+def table_signature(n_voxels: int, dim: int) -> ModelSignature:
+    """Voxel table in, feature table out."""
+    return ModelSignature(inputs=voxel_schema(n_voxels), outputs=feature_schema(dim))
+
+
+def _describe(names: list[Any], limit: int = 5) -> str:
+    shown = ", ".join(repr(n) for n in names[:limit])
+    return shown + (f", … ({len(names)} in all)" if len(names) > limit else "")
+
+
+def validate_table(data: Any, n_columns: int, prefix: str = "v", what: str = "voxel"
+                   ) -> np.ndarray:
+    """Check model input and return it as a float64 array (n × n_columns).
+
+    Parameters
+    ----------
+    data : DataFrame with columns ``{prefix}0 … {prefix}{n_columns-1}`` (any order; other
+        columns are an error), or a 2-D numeric array (n × n_columns); a Series or 1-D array is one row.
+    n_columns : expected number of columns.
+    prefix, what : column prefix and its name in messages (``"v"``/``"voxel"``).
+
+    Raises
+    ------
+    InvalidModelInput
+        Empty input, wrong column count or names, non-numeric values, NaN or infinity.
+    """
+    expected = column_names(prefix, n_columns)
+    if isinstance(data, pd.Series):
+        data = data.to_frame().T
+    if isinstance(data, pd.DataFrame):
+        cols = [str(c) for c in data.columns]
+        missing = [c for c in expected if c not in set(cols)]
+        unknown = [c for c in cols if c not in set(expected)]
+        if missing or unknown:
+            parts = [f"expected {n_columns} {what} columns {prefix}0…{prefix}{n_columns - 1}, "
+                     f"got {len(cols)} columns"]
+            if missing:
+                parts.append(f"missing: {_describe(missing)}")
+            if unknown:
+                parts.append(f"unknown: {_describe(unknown)}")
+            raise InvalidModelInput("; ".join(parts) + ".")
+        data = data.set_axis(cols, axis=1)
+        bad = [c for c in expected if not pd.api.types.is_numeric_dtype(data[c])
+               or pd.api.types.is_bool_dtype(data[c])]
+        if bad:
+            raise InvalidModelInput(f"{what} columns must be numeric; non-numeric: "
+                                    f"{_describe(bad)}.")
+        arr = data[expected].to_numpy(dtype=np.float64)
+    else:
+        arr = np.asarray(data)
+        if arr.ndim == 1:
+            arr = arr.reshape(1, -1)
+        if arr.ndim != 2:
+            raise InvalidModelInput(f"{what} input must be a table (n × {n_columns}), got an "
+                                    f"array of shape {arr.shape}.")
+        if arr.dtype.kind not in "iuf":
+            raise InvalidModelInput(f"{what} input must be numeric, got dtype {arr.dtype}.")
+        if arr.shape[1] != n_columns:
+            raise InvalidModelInput(f"expected {n_columns} {what} columns, got {arr.shape[1]} "
+                                    f"(input shape {arr.shape}).")
+        arr = arr.astype(np.float64)
+    if arr.shape[0] == 0:
+        raise InvalidModelInput(f"{what} input is empty (0 rows).")
+    finite = np.isfinite(arr)
+    if not finite.all():
+        rows, cols = np.nonzero(~finite)
+        raise InvalidModelInput(
+            f"{what} input contains NaN or infinite values ({int((~finite).sum())} in all; "
+            f"first at row {int(rows[0])}, column {prefix}{int(cols[0])}).")
+    return arr
+
+
+def to_table(values: np.ndarray, prefix: str = "f", dtype: type = np.float32,
+             index: Any = None) -> pd.DataFrame:
+    """A (n × D) array as a DataFrame with columns ``{prefix}0 … {prefix}{D-1}``."""
+    values = np.asarray(values, dtype=dtype)
+    return pd.DataFrame(values, columns=column_names(prefix, values.shape[1]), index=index)

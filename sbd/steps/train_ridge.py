@@ -1,0 +1,95 @@
+"""The ``train_ridge`` step: tune the voxels → features ridge on category folds, refit the
+best on all training data, log it as a pyfunc and register it.
+
+Run contents: one nested run per Optuna trial (params, ``val/r``, ``val/ident_acc``,
+``val/ident_top1``); on this run the best params (``best_<name>``), the best trial's and
+the paper's fixed Ridge(alpha=1000)'s validation scores (``val/<score>``,
+``val/<score>_paper``, ``val/<score>_paper_adjusted``), artifacts ``tuning/`` (figures,
+trials table, best params) and the model ``ridge``; tags ``sbd.ridge_uri``
+(``models:/sbd-<dataset>-s<subject>-<roi>-ridge/<version>``) and ``sbd.ridge_champion``.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import mlflow
+import numpy as np
+import optuna
+
+from sbd import tracking
+from sbd.data.layout import features_file, resolve_data_dir
+from sbd.decoding import tuning
+from sbd.registry import ridge_model
+from sbd.registry.common import model_name
+
+log = logging.getLogger(__name__)
+
+REGISTRY_METRIC = "ident_acc"
+
+
+def load_training_data(data_dir, subject: int, roi: str, backbone: str
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
+    """Training voxels (n × v), their stimulus features (n × D), wnids (n,), bank backbone."""
+    from sbd.data import god
+    from sbd.features.bank import FeatureBank
+
+    sample = god.load(data_dir, subject, roi, "train")
+    path = features_file(data_dir, backbone, "training")
+    if not path.exists():
+        raise FileNotFoundError(f"No training features at {path}: run the extract_features "
+                                f"step with backbone={backbone!r} first.")
+    with FeatureBank(path) as bank:
+        if bank.backbone != backbone:
+            raise ValueError(f"{path} holds {bank.backbone!r} features, not {backbone!r}.")
+        Y = bank.lookup(list(sample.image_ids))
+    X = np.asarray(sample.voxels, dtype=np.float64)
+    if X.shape[0] != Y.shape[0]:
+        raise ValueError(f"{X.shape[0]} training samples but {Y.shape[0]} feature rows.")
+    return X, np.asarray(Y, dtype=np.float64), np.asarray(sample.wnids), backbone
+
+
+def run(dataset: str = "phantom", data_dir: str = "", subject: int = 1, roi: str = "VC",
+        backbone: str = "", n_trials: int = 30, objective: str = "ident", storage: str = "",
+        study_name: str = "", seed: int = 0, n_splits: int = 5) -> str:
+    """Tune, refit, log and register the ridge of one subject and ROI; returns the run id."""
+    from sbd.features.backbones import resolve_backbone
+
+    root = resolve_data_dir(dataset, data_dir)
+    backbone = resolve_backbone(dataset, backbone)
+    if objective not in tuning.OBJECTIVES:
+        raise ValueError(f"Unknown objective={objective!r}; valid: {', '.join(tuning.OBJECTIVES)}.")
+    if storage and not study_name:
+        study_name = f"{model_name('ridge', dataset, subject, roi)}-{backbone}-{objective}"
+    params = dict(dataset=dataset, data_dir=str(root), subject=int(subject), roi=roi,
+                  backbone=backbone, n_trials=int(n_trials), objective=objective,
+                  storage=storage, study_name=study_name, seed=int(seed), n_splits=int(n_splits))
+    tags = {"sbd.dataset": dataset, "sbd.subject": str(int(subject)), "sbd.roi": roi,
+            "sbd.backbone": backbone}
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    with tracking.step_run("train_ridge", params, tags=tags) as active:
+        X, Y, wnids, backbone = load_training_data(root, subject, roi, backbone)
+        mlflow.log_params({"n_samples": X.shape[0], "n_voxels": X.shape[1],
+                           "n_features": Y.shape[1], "n_categories": np.unique(wnids).size})
+        result = tuning.tune(X, Y, wnids, n_trials=n_trials, objective=objective,
+                             storage=storage or None, study_name=study_name or None,
+                             seed=seed, n_splits=n_splits, log_to_mlflow=True)
+        log.info("train_ridge: best %s = %.4f (paper alpha=1000: %.4f) with %s", objective,
+                 result.best_value, result.paper_scores[tuning.OBJECTIVES[objective]],
+                 result.best_params)
+        model = tuning.fit_model(X, Y, wnids, result.best_params)
+        info = ridge_model.log_ridge_model(
+            model, name="ridge", input_example=X[:2],
+            metadata={"dataset": dataset, "subject": int(subject), "roi": roi,
+                      "backbone": backbone})
+        score = result.best_scores[REGISTRY_METRIC]
+        version, champion = ridge_model.register_ridge_model(
+            info.model_uri, dataset, subject, roi, backbone, score, result.best_params,
+            n_voxels=X.shape[1],
+            extra_tags={"val_metric": f"val/{REGISTRY_METRIC}", "objective": objective,
+                        "n_voxels_kept": int(model.support_.size), "run_id": active.info.run_id,
+                        "val_r": result.best_scores["r"]})
+        uri = f"models:/{version.name}/{version.version}"
+        mlflow.set_tags({"sbd.ridge_uri": uri, "sbd.ridge_champion": str(champion).lower()})
+        log.info("train_ridge: registered %s (champion: %s)", uri, champion)
+        return active.info.run_id
