@@ -32,7 +32,11 @@ IVF-PQ index; :func:`recall_at_k` measures the latter against exact search.
 
 from __future__ import annotations
 
+import os
+import threading
+import zlib
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -112,6 +116,96 @@ def open_bank(bank: Any):
     return bank
 
 
+def _decode_chunk(ds, row: int, rows: int, dim: int, itemsize: int, shuffle: bool,
+                  dest: np.ndarray, lock: threading.Lock) -> None:
+    """Read one raw HDF5 chunk (gzip [+ shuffle]) and decode it into ``dest`` (rows, D) f32."""
+    with lock:
+        mask, raw = ds.id.read_direct_chunk((row, 0))
+    if mask:  # a filter was skipped for this chunk: let HDF5 decode it
+        with lock:
+            dest[:] = ds[row:row + rows]
+        return
+    buf = np.frombuffer(zlib.decompress(raw), np.uint8)
+    n = buf.size // itemsize
+    if shuffle:
+        plain = np.empty(n * itemsize, np.uint8)
+        plain.reshape(n, itemsize)[:] = buf.reshape(itemsize, n).T
+        buf = plain
+    np.copyto(dest, buf.view(ds.dtype).reshape(-1, dim)[:rows], casting="same_kind")
+
+
+def _fast_layout(bank: Any):
+    """``(h5 file, dataset, chunk rows, shuffle)`` when the bank's features can be read
+    as raw chunks in parallel (chunked by whole rows, gzip [+ shuffle] only), else None."""
+    path = getattr(bank, "path", None)
+    if path is None or not Path(path).is_file():
+        return None
+    import h5py
+
+    try:
+        f = h5py.File(path, "r")
+    except OSError:
+        return None
+    ds = f.get("features")
+    ok = (isinstance(ds, h5py.Dataset) and ds.ndim == 2 and ds.dtype.kind == "f"
+          and ds.chunks is not None and ds.chunks[1] == ds.shape[1]
+          and ds.compression == "gzip" and not ds.fletcher32 and ds.scaleoffset is None)
+    if ok:
+        plist = ds.id.get_create_plist()
+        codes = [plist.get_filter(i)[0] for i in range(plist.get_nfilters())]
+        ok = codes in ([1], [2, 1])  # deflate, or shuffle then deflate
+    if not ok:
+        f.close()
+        return None
+    return f, ds, int(ds.chunks[0]), bool(ds.shuffle)
+
+
+def iter_blocks(bank: Any, block_size: int = DEFAULT_BLOCK_SIZE,
+                workers: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
+    """Yield ``(start, block)`` with block = bank rows ``start..`` as float32 (≤block_size, D).
+
+    For sbd bank files (gzip-compressed HDF5 chunks of whole rows) the raw chunks are
+    decompressed by ``workers`` threads (default: CPU count) while the caller works on
+    the previous block; otherwise the bank's own ``iter_blocks`` is used.  Blocks live in
+    two reused buffers: a block is valid until the next one is requested (copy to keep).
+    """
+    if block_size < 1:
+        raise ValueError(f"block_size must be >= 1, got {block_size!r}.")
+    layout = _fast_layout(bank)
+    if layout is None:
+        yield from bank.iter_blocks(block_size)
+        return
+    f, ds, chunk, shuffle = layout
+    n, dim = ds.shape
+    block_size = max(chunk, block_size // chunk * chunk)
+    n_blocks = -(-n // block_size)
+    bufs = [np.empty((min(block_size, n), dim), np.float32) for _ in range(min(2, n_blocks))]
+    lock = threading.Lock()
+    pool = ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1)
+
+    def submit(b: int) -> list:
+        start = b * block_size
+        stop = min(start + block_size, n)
+        buf = bufs[b % len(bufs)]
+        return [pool.submit(_decode_chunk, ds, r, min(chunk, stop - r), dim, ds.dtype.itemsize,
+                            shuffle, buf[r - start:min(r + chunk, stop) - start], lock)
+                for r in range(start, stop, chunk)]
+
+    try:
+        pending = submit(0)
+        for b in range(n_blocks):
+            current = pending
+            if b + 1 < n_blocks:
+                pending = submit(b + 1)
+            for fut in current:
+                fut.result()
+            start = b * block_size
+            yield start, bufs[b % len(bufs)][:min(block_size, n - start)]
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        f.close()
+
+
 def class_codes(wnids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     """Sorted distinct labels and the integer code of each row: ``(classes (C,), codes (N,))``."""
     classes, codes = np.unique(np.asarray(wnids, dtype=str), return_inverse=True)
@@ -166,21 +260,34 @@ def _as_queries(features: Any, dim: int | None = None) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(q))
 
 
-def _block_distances(q: torch.Tensor, q_sq: torch.Tensor | None, b: torch.Tensor,
-                     metric: str) -> torch.Tensor:
-    """Distances (n, m) between prepared queries and one block; squared for euclidean."""
+def _prepare_queries(q: torch.Tensor, metric: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Unit queries (cosine) or queries and their squared norms (euclidean)."""
     if metric == "cosine":
-        b = b / b.norm(dim=1, keepdim=True).clamp_min(_EPS)
-        return 1.0 - q @ b.T
-    d = torch.addmm((b * b).sum(1)[None, :], q, b.T, alpha=-2.0)
-    d += q_sq[:, None]
-    return d.clamp_min_(0.0)
+        return q / q.norm(dim=1, keepdim=True).clamp_min(_EPS), torch.zeros(q.shape[0])
+    return q, (q * q).sum(1)
+
+
+def _block_scores(q: torch.Tensor, b: torch.Tensor, metric: str) -> torch.Tensor:
+    """A distance up to a per-query constant, (n, m): ``|b|^2 - 2 q.b`` for euclidean
+    (add ``|q|^2`` for the squared distance), ``-cos`` for cosine (add 1)."""
+    norms = torch.linalg.vector_norm(b, dim=1)
+    if metric == "cosine":
+        return torch.mm(q, b.T).mul_(-1.0 / norms.clamp_min(_EPS))
+    return torch.addmm(norms.square_()[None, :], q, b.T, alpha=-2.0)
+
+
+def _finish(scores: torch.Tensor, q_const: torch.Tensor, metric: str) -> torch.Tensor:
+    """Distances from :func:`_block_scores` values."""
+    if metric == "cosine":
+        return scores + 1.0
+    return (scores + q_const[:, None]).clamp_min_(0.0).sqrt_()
 
 
 def exact_search(queries: Any, bank: Any, k: int = 5, metric: str = "euclidean",
                  block_size: int = DEFAULT_BLOCK_SIZE, codes: np.ndarray | None = None,
                  n_classes: int | None = None, exclude: np.ndarray | None = None,
-                 query_batch: int = 1024, progress: bool = False) -> Neighbours:
+                 query_batch: int = 2048, workers: int | None = None,
+                 progress: bool = False) -> Neighbours:
     """Exact k nearest neighbours of ``queries`` in ``bank``, streaming it in blocks.
 
     Parameters
@@ -191,7 +298,7 @@ def exact_search(queries: Any, bank: Any, k: int = 5, metric: str = "euclidean",
         Number of neighbours (capped at the bank size).
     metric : {"euclidean", "cosine"}
     block_size : int
-        Bank rows per block (memory ~ ``block_size * (D + n) * 4`` bytes).
+        Bank rows per block (memory ~ ``block_size * (2 D + n) * 4`` bytes).
     codes : int array (N,), optional
         Class code of each bank row; when given, ``class_distances`` (n, n_classes) is
         filled with the distance to each class's nearest member.
@@ -201,11 +308,12 @@ def exact_search(queries: Any, bank: Any, k: int = 5, metric: str = "euclidean",
         Bank rows never returned (e.g. the query stimuli themselves).
     query_batch : int
         Queries per pass over the bank.
+    workers : int, optional
+        Decompression threads (see :func:`iter_blocks`).
 
     Returns
     -------
     Neighbours
-        ``wnids`` is empty-string filled when the bank has no ``wnids``.
     """
     _check_choice("metric", metric, METRICS)
     bank = open_bank(bank)
@@ -222,6 +330,7 @@ def exact_search(queries: Any, bank: Any, k: int = 5, metric: str = "euclidean",
         if codes.shape != (n_bank,):
             raise ValueError(f"codes has shape {codes.shape}; expected ({n_bank},).")
         n_classes = int(n_classes if n_classes is not None else codes.max() + 1)
+        codes_t = torch.from_numpy(codes)
     excl_t = None
     if exclude is not None:
         exclude = np.asarray(exclude, dtype=bool)
@@ -237,48 +346,38 @@ def exact_search(queries: Any, bank: Any, k: int = 5, metric: str = "euclidean",
     out_c = np.empty((n, n_classes), np.float32) if codes is not None else None
     with torch.inference_mode():
         for q0 in range(0, n, query_batch):
-            q = q_all[q0:q0 + query_batch]
-            q_sq = None
-            if metric == "cosine":
-                q = q / q.norm(dim=1, keepdim=True).clamp_min(_EPS)
-            else:
-                q_sq = (q * q).sum(1)
+            q, q_const = _prepare_queries(q_all[q0:q0 + query_batch], metric)
             nq = q.shape[0]
             best_d = torch.full((nq, k), float("inf"))
             best_i = torch.zeros((nq, k), dtype=torch.int64)
             cls_d = torch.full((nq, n_classes), float("inf")) if codes is not None else None
-            blocks = bank.iter_blocks(block_size)
+            blocks = iter_blocks(bank, block_size, workers)
             if progress:
                 from tqdm.auto import tqdm
 
                 blocks = tqdm(blocks, total=-(-n_bank // block_size), desc="kNN", unit="block")
             for start, block in blocks:
                 b = torch.from_numpy(np.asarray(block, dtype=np.float32))
-                d = _block_distances(q, q_sq, b, metric)
+                d = _block_scores(q, b, metric)
                 stop = start + b.shape[0]
                 if excl_t is not None:
                     mask = excl_t[start:stop]
                     if mask.any():
                         d[:, mask] = float("inf")
-                kk = min(k, d.shape[1])
-                bd, bi = torch.topk(d, kk, dim=1, largest=False, sorted=False)
+                bd, bi = torch.topk(d, min(k, d.shape[1]), dim=1, largest=False, sorted=False)
                 cat_d = torch.cat([best_d, bd], 1)
                 cat_i = torch.cat([best_i, bi + start], 1)
                 best_d, pos = torch.topk(cat_d, k, dim=1, largest=False, sorted=True)
                 best_i = torch.gather(cat_i, 1, pos)
                 if cls_d is not None:
-                    idx = torch.from_numpy(codes[start:stop]).expand(nq, -1)
+                    idx = codes_t[start:stop].expand(nq, -1)
                     cls_d.scatter_reduce_(1, idx, d, reduce="amin", include_self=True)
-            if metric == "euclidean":
-                best_d = best_d.sqrt()
-                if cls_d is not None:
-                    cls_d = cls_d.sqrt()
-            out_d[q0:q0 + nq] = best_d.numpy()
+            out_d[q0:q0 + nq] = _finish(best_d, q_const, metric).numpy()
             out_i[q0:q0 + nq] = best_i.numpy()
             if out_c is not None:
-                out_c[q0:q0 + nq] = cls_d.numpy()
-    wn = np.asarray(getattr(bank, "wnids", None) if getattr(bank, "wnids", None) is not None
-                    else np.full(n_bank, ""), dtype=str)
+                out_c[q0:q0 + nq] = _finish(cls_d, q_const, metric).numpy()
+    wn = getattr(bank, "wnids", None)
+    wn = np.asarray(wn if wn is not None else np.full(n_bank, ""), dtype=str)
     return Neighbours(out_i, out_d, wn[out_i], out_c, None, metric)
 
 
@@ -290,7 +389,7 @@ def class_centroids(bank: Any, codes: np.ndarray, n_classes: int, metric: str = 
     sums = torch.zeros((n_classes, bank.dim), dtype=torch.float64)
     counts = np.bincount(codes, minlength=n_classes)
     with torch.inference_mode():
-        for start, block in bank.iter_blocks(block_size):
+        for start, block in iter_blocks(bank, block_size):
             b = torch.from_numpy(np.asarray(block, dtype=np.float32))
             if metric == "cosine":
                 b = b / b.norm(dim=1, keepdim=True).clamp_min(_EPS)
@@ -305,12 +404,8 @@ def centroid_distances(queries: Any, centroids: np.ndarray, metric: str) -> np.n
     q = _as_queries(queries, centroids.shape[1])
     c = torch.from_numpy(np.asarray(centroids, dtype=np.float32))
     with torch.inference_mode():
-        if metric == "cosine":
-            q = q / q.norm(dim=1, keepdim=True).clamp_min(_EPS)
-            d = _block_distances(q, None, c, "cosine")
-        else:
-            d = _block_distances(q, (q * q).sum(1), c, "euclidean").sqrt()
-    return d.numpy()
+        q, q_const = _prepare_queries(q, metric)
+        return _finish(_block_scores(q, c, metric), q_const, metric).numpy()
 
 
 # ----------------------------------------------------------------------------- label rules
@@ -581,14 +676,14 @@ class FaissIndex:
             index = faiss.IndexIVFPQ(quant, d, nlist, self.m, self.nbits, mt)
             sample = []
             got = 0
-            for _, block in bank.iter_blocks(block_size):
-                sample.append(self._prep(block))
+            for _, block in iter_blocks(bank, block_size):
+                sample.append(self._prep(block).copy())
                 got += len(block)
                 if got >= self.train_size:
                     break
             index.train(np.concatenate(sample)[:self.train_size])
             index.nprobe = min(self.nprobe, nlist)
-        for _, block in bank.iter_blocks(block_size):
+        for _, block in iter_blocks(bank, block_size):
             index.add(self._prep(block))
         self.index_ = index
         return self

@@ -1,0 +1,133 @@
+"""The kNN labeller as an MLflow pyfunc: features → ranked wnids, names and scores.
+
+Registered as ``sbd-<dataset>-<backbone>-knn``.  Input: a table with columns
+``f0..f{D-1}`` (float) — or, through the unwrapped python model, a 2-D array; output: one
+row per query with columns ``wnid_1..K``, ``name_1..K``, ``score_1..K``
+(:func:`sbd.decoding.decoder.ranked_frame`).
+
+Artifacts: ``config.json`` (labeller parameters, backbone, dim), ``centroids.npy`` (class
+means, so loading needs no pass over the bank), ``names.json`` (wnid → name, so serving
+needs no WordNet) and ``bank.h5`` — the bank itself when it is at most ``max_bank_mb``,
+else only its absolute path in ``config.json`` (``bank_ref``), which must then exist
+where the model is loaded.
+
+Bad input (wrong column count or names, non-numeric, NaN/inf, empty) raises
+:class:`sbd.registry.signatures.InvalidModelInput` (``INVALID_PARAMETER_VALUE``), which the
+scoring server answers with HTTP 400 and the message.  Like the ridge model, the ``sbd``
+package travels with the model (``code_paths``).
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from importlib.metadata import version as _dist_version
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow.exceptions import MlflowException
+from mlflow.models import ModelSignature
+from mlflow.types import ColSpec, Schema
+
+from sbd.decoding.decoder import ranked_frame
+from sbd.decoding.knn import KNNLabeller
+from sbd.registry import ridge_model
+from sbd.registry.signatures import feature_schema, validate_table
+
+__all__ = ["KNNModel", "log_knn_model", "output_schema", "bank_names", "pip_requirements"]
+
+DEFAULT_MAX_BANK_MB = 256.0
+
+
+def pip_requirements() -> list[str]:
+    """The ridge model's pinned requirements plus torch and h5py (kNN search)."""
+    return ridge_model.pip_requirements() + [f"{d}=={_dist_version(d)}" for d in ("torch", "h5py")]
+
+
+def output_schema(top_k: int) -> Schema:
+    """Columns ``wnid_1..K`` (string), ``name_1..K`` (string), ``score_1..K`` (double)."""
+    r = range(1, top_k + 1)
+    return Schema([ColSpec("string", f"wnid_{i}") for i in r]
+                  + [ColSpec("string", f"name_{i}") for i in r]
+                  + [ColSpec("double", f"score_{i}") for i in r])
+
+
+def bank_names(wnids: Any) -> dict[str, str]:
+    """wnid → readable name for every distinct wnid (WordNet; the wnid itself if unknown)."""
+    from sbd.metrics.wordnet import name
+
+    out = {}
+    for w in sorted(set(map(str, wnids))):
+        try:
+            out[w] = name(w)
+        except ValueError:
+            out[w] = w
+    return out
+
+
+class KNNModel(mlflow.pyfunc.PythonModel):
+    """Pyfunc wrapper of a fitted :class:`~sbd.decoding.knn.KNNLabeller` (see module doc)."""
+
+    def load_context(self, context) -> None:
+        arts = context.artifacts
+        cfg = json.loads(Path(arts["config"]).read_text())
+        bank = arts.get("bank") or cfg.get("bank_ref")
+        if not bank or not Path(bank).is_file():
+            raise MlflowException(f"The kNN model's bank {bank!r} is missing: it was stored by "
+                                  "reference; make that file available at this path.")
+        self.config = cfg
+        self.dim = int(cfg["dim"])
+        self.names = json.loads(Path(arts["names"]).read_text())
+        self.labeller = KNNLabeller(**cfg["params"]).fit(bank, centroids=np.load(arts["centroids"]))
+
+    def predict_ranked(self, features: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Ranked ``(wnids (n, K), scores (n, K))`` of features (n, D)."""
+        X = validate_table(features, self.dim, prefix="f", what="feature")
+        return self.labeller.predict_ranked(X)
+
+    def predict(self, context, model_input, params=None) -> pd.DataFrame:
+        wnids, scores = self.predict_ranked(model_input)
+        return ranked_frame(wnids, scores, self.names)
+
+
+def log_knn_model(labeller: KNNLabeller, bank_path: str | Path, name: str = "model",
+                  max_bank_mb: float = DEFAULT_MAX_BANK_MB,
+                  names: dict[str, str] | None = None) -> Any:
+    """Log a fitted labeller as a pyfunc in the active run; returns the ``ModelInfo``.
+
+    The bank file travels as an artifact when at most ``max_bank_mb``, else by reference
+    (its absolute path).  ``names`` default: :func:`bank_names` of the bank's wnids.
+    """
+    bank_path = Path(bank_path).resolve()
+    if not bank_path.is_file():
+        raise FileNotFoundError(f"Feature bank file {bank_path} does not exist.")
+    size_mb = bank_path.stat().st_size / 2**20
+    by_ref = size_mb > max_bank_mb
+    params = {k: v for k, v in labeller.get_params().items() if k != "faiss_params"}
+    params["faiss_params"] = labeller.faiss_params
+    cfg = {"params": params, "dim": int(labeller.bank_.dim),
+           "backbone": str(getattr(labeller.bank_, "backbone", "") or ""),
+           "n_bank": int(len(labeller.bank_)), "n_classes": int(len(labeller.classes_)),
+           "bank_mb": round(size_mb, 3), "bank_ref": str(bank_path) if by_ref else None}
+    names = names if names is not None else bank_names(labeller.classes_)
+    top_k = min(int(labeller.top_k), len(labeller.classes_))
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        (tmp / "config.json").write_text(json.dumps(cfg, indent=1))
+        (tmp / "names.json").write_text(json.dumps(names))
+        np.save(tmp / "centroids.npy", labeller.centroids_)
+        artifacts = {"config": str(tmp / "config.json"), "names": str(tmp / "names.json"),
+                     "centroids": str(tmp / "centroids.npy")}
+        if not by_ref:
+            artifacts["bank"] = str(bank_path)
+        signature = ModelSignature(inputs=feature_schema(cfg["dim"], "double"),
+                                   outputs=output_schema(top_k))
+        code = ridge_model._copy_package(tmp / "code")
+        return mlflow.pyfunc.log_model(name=name, python_model=KNNModel(), artifacts=artifacts,
+                                       code_paths=[str(code)], signature=signature,
+                                       pip_requirements=pip_requirements(),
+                                       metadata={"dim": cfg["dim"], "top_k": top_k,
+                                                 "bank_by_reference": by_ref})

@@ -1,0 +1,213 @@
+"""kNN search and label rules, checked against sklearn and hand-made cases; the kNN pyfunc."""
+
+from __future__ import annotations
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import pairwise_distances
+from sklearn.neighbors import NearestNeighbors
+
+from sbd.decoding import knn
+from sbd.decoding.knn import (METRICS, RULES, FaissIndex, InMemoryBank, KNNLabeller,
+                              Neighbours, exact_search, rank_labels, recall_at_k)
+from sbd.features.bank import FeatureBank, write_bank
+from sbd.registry.signatures import InvalidModelInput
+
+WNIDS = ["n01440764", "n01443537", "n01484850", "n01491361", "n01494475", "n01496331",
+         "n01498041", "n01514668", "n01514859", "n01518878", "n01530575", "n01531178"]
+
+
+def make_bank(path, n=900, dim=32, n_classes=12, seed=0, spread=1.0):
+    """A clustered bank file: rows = class centre + noise, float16 storage."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(n_classes, dim)) * 3
+    labels = rng.integers(0, n_classes, n)
+    X = (centres[labels] + spread * rng.normal(size=(n, dim))).astype(np.float32)
+    wnids = [WNIDS[c] for c in labels]
+    write_bank(path, X, wnids, [f"{w}_{i}" for i, w in enumerate(wnids)], [""] * n,
+               attrs={"backbone": "synthetic"})
+    return path, X.astype(np.float16).astype(np.float32), np.array(wnids), centres
+
+
+@pytest.fixture(scope="module")
+def bank_file(tmp_path_factory):
+    return make_bank(tmp_path_factory.mktemp("bank") / "bank.h5")
+
+
+@pytest.fixture(scope="module")
+def queries():
+    return np.random.default_rng(7).normal(size=(23, 32)).astype(np.float32) * 3
+
+
+@pytest.mark.parametrize("metric", METRICS)
+@pytest.mark.parametrize("block_size", [100, 4096])
+def test_exact_search_matches_sklearn_brute(bank_file, queries, metric, block_size):
+    path, X, wnids, _ = bank_file
+    nb = exact_search(queries, path, k=7, metric=metric, block_size=block_size)
+    d, i = NearestNeighbors(n_neighbors=7, algorithm="brute", metric=metric).fit(X).kneighbors(
+        queries)
+    np.testing.assert_array_equal(nb.indices, i)
+    np.testing.assert_allclose(nb.distances, d, rtol=1e-4, atol=1e-4)
+    np.testing.assert_array_equal(nb.wnids, wnids[i])
+
+
+@pytest.mark.parametrize("metric", METRICS)
+def test_class_distances_and_exclusion(bank_file, queries, metric):
+    path, X, wnids, _ = bank_file
+    classes, codes = knn.class_codes(wnids)
+    exclude = np.zeros(len(X), bool)
+    exclude[::3] = True
+    nb = exact_search(queries, path, k=4, metric=metric, block_size=128, codes=codes,
+                      exclude=exclude)
+    D = pairwise_distances(queries, X, metric=metric)
+    D[:, exclude] = np.inf
+    np.testing.assert_array_equal(nb.indices, np.argsort(D, axis=1, kind="stable")[:, :4])
+    want = np.stack([D[:, codes == c].min(1) for c in range(len(classes))], 1)
+    np.testing.assert_allclose(nb.class_distances, want, rtol=1e-4, atol=1e-4)
+
+
+def test_parallel_block_reader_equals_featurebank(bank_file):
+    path = bank_file[0]
+    with FeatureBank(path) as bank:
+        layout = knn._fast_layout(bank)
+        assert layout is not None, "sbd bank files take the parallel chunk reader"
+        layout[0].close()
+        ours = [(s, b.copy()) for s, b in knn.iter_blocks(bank, 256, workers=3)]
+        ref = list(bank.iter_blocks(256))
+    assert [s for s, _ in ours] == [s for s, _ in ref]
+    for (_, a), (_, b) in zip(ours, ref):
+        np.testing.assert_array_equal(a, b)
+
+
+def _toy_neighbours():
+    """Hand-made: one query, 5 neighbours with labels a a b c b."""
+    classes = np.array(["a", "b", "c", "d"])
+    nb = Neighbours(indices=np.arange(5)[None], distances=np.array([[1.0, 1.1, 1.2, 3.0, 3.1]]),
+                    wnids=np.array([["a", "a", "b", "c", "b"]]),
+                    class_distances=np.array([[1.0, 1.2, 3.0, 9.0]], np.float32),
+                    metric="euclidean")
+    return nb, classes
+
+
+def test_label_rules_on_a_hand_made_case():
+    nb, classes = _toy_neighbours()
+    cen = np.array([[4.0, 2.0, 3.0, 1.0]], np.float32)
+    w, s = rank_labels(nb, classes, "nearest", k=5, top_k=4, centroid_dist=cen)
+    assert w[0].tolist() == ["a", "b", "c", "d"] and s[0, 0] == pytest.approx(-1.0)
+    w, s = rank_labels(nb, classes, "vote", k=5, top_k=4, centroid_dist=cen)
+    # a and b have 2 votes each, a's nearest member is closer; d (no vote) filled last
+    assert w[0].tolist() == ["a", "b", "c", "d"]
+    np.testing.assert_allclose(s[0], [0.4, 0.4, 0.2, 0.0])
+    w, _ = rank_labels(nb, classes, "vote", k=3, top_k=2, centroid_dist=cen)
+    assert w[0].tolist() == ["a", "b"]
+    w, s = rank_labels(nb, classes, "weighted", k=5, temperature=1e-3, top_k=3,
+                       centroid_dist=cen)
+    assert w[0, 0] == "a" and s[0, 0] == pytest.approx(1.0, abs=1e-6)
+    w, s = rank_labels(nb, classes, "weighted", k=5, temperature=1e6, top_k=3,
+                       centroid_dist=cen)
+    np.testing.assert_allclose(s[0], [0.4, 0.4, 0.2], atol=1e-5)  # → plain vote
+    w, s = rank_labels(nb, classes, "centroid", top_k=4, centroid_dist=cen)
+    assert w[0].tolist() == ["d", "b", "c", "a"] and s[0, 0] == pytest.approx(-1.0)
+    with pytest.raises(ValueError, match="Unknown rule='best'"):
+        rank_labels(nb, classes, "best")
+
+
+@pytest.mark.parametrize("rule", RULES)
+@pytest.mark.parametrize("metric", METRICS)
+def test_labeller_against_brute_force(bank_file, queries, rule, metric):
+    path, X, wnids, _ = bank_file
+    lab = KNNLabeller(k=5, metric=metric, rule=rule, temperature=0.5, top_k=4,
+                      block_size=200).fit(path)
+    ranked = lab.predict_labels(queries)
+    assert len(ranked) == len(queries) and all(len(r) == 4 for r in ranked)
+    assert all(len({w for w, _ in r}) == 4 for r in ranked)
+    assert all(r[0][1] >= r[-1][1] for r in ranked)  # best first
+    D = pairwise_distances(queries, X, metric=metric)
+    if rule == "nearest":
+        assert [r[0][0] for r in ranked] == wnids[D.argmin(1)].tolist()
+    if rule == "centroid":
+        classes = np.unique(wnids)
+        if metric == "cosine":
+            U = X / np.linalg.norm(X, axis=1, keepdims=True)
+            cen = np.stack([U[wnids == c].mean(0) for c in classes])
+        else:
+            cen = np.stack([X[wnids == c].mean(0) for c in classes])
+        want = classes[pairwise_distances(queries, cen, metric=metric).argmin(1)]
+        assert [r[0][0] for r in ranked] == want.tolist()
+    if rule == "vote":
+        top = np.argsort(D, 1)[:, :5]
+        for r, row in zip(ranked, top):
+            labels, counts = np.unique(wnids[row], return_counts=True)
+            assert r[0][1] == pytest.approx(counts.max() / 5)
+
+
+def test_labeller_checks_its_parameters(bank_file):
+    with pytest.raises(ValueError, match="Unknown metric='manhattan'; valid: euclidean, cosine"):
+        KNNLabeller(metric="manhattan").fit(bank_file[0])
+    with pytest.raises(ValueError, match="temperature must be > 0"):
+        KNNLabeller(temperature=0).fit(bank_file[0])
+    with pytest.raises(ValueError, match="has dim 32"):
+        KNNLabeller().fit(bank_file[0]).predict_labels(np.zeros((2, 5)))
+    with pytest.raises(FileNotFoundError, match="nope.h5"):
+        KNNLabeller().fit("nope.h5")
+
+
+def test_in_memory_bank_equals_file_bank(bank_file, queries):
+    path, X, wnids, _ = bank_file
+    a = KNNLabeller(rule="vote", k=9).fit(InMemoryBank(X, wnids)).predict_ranked(queries)
+    b = KNNLabeller(rule="vote", k=9).fit(path).predict_ranked(queries)
+    np.testing.assert_array_equal(a[0], b[0])
+    np.testing.assert_allclose(a[1], b[1], rtol=1e-5)
+
+
+@pytest.mark.parametrize("metric", METRICS)
+def test_faiss_flat_equals_torch_exact_and_ivfpq_recall(bank_file, queries, metric):
+    pytest.importorskip("faiss", reason="faiss-cpu is not installed (optional extra 'faiss')")
+    path = bank_file[0]
+    exact = exact_search(queries, path, k=5, metric=metric)
+    flat = FaissIndex("flat", metric).build(path)
+    d, i = flat.search(queries, 5)
+    np.testing.assert_array_equal(i, exact.indices)
+    np.testing.assert_allclose(d, exact.distances, rtol=1e-3, atol=1e-3)
+    lab = KNNLabeller(backend="faiss-flat", metric=metric, top_k=3).fit(path)
+    ref = KNNLabeller(metric=metric, top_k=3).fit(path)
+    np.testing.assert_array_equal(lab.predict_ranked(queries)[0][:, 0],
+                                  ref.predict_ranked(queries)[0][:, 0])
+    ivf = FaissIndex("ivfpq", metric, nlist=8, m=8, nbits=6, nprobe=8).build(path)
+    _, ia = ivf.search(queries, 5)
+    r = recall_at_k(ia, exact.indices)
+    assert 0.3 <= r <= 1.0
+
+
+def test_knn_pyfunc_roundtrip_and_bad_input(bank_file, queries, mlflow_store):
+    path, X, wnids, _ = bank_file
+    from sbd.registry.knn_model import KNNModel, log_knn_model
+
+    lab = KNNLabeller(k=5, rule="weighted", temperature=0.3, top_k=3).fit(path)
+    names = {w: f"name of {w}" for w in np.unique(wnids)}
+    with mlflow.start_run():
+        info_art = log_knn_model(lab, path, name="knn", names=names)
+        info_ref = log_knn_model(lab, path, name="knn_ref", names=names, max_bank_mb=0)
+    cols = [f"f{i}" for i in range(32)]
+    df = pd.DataFrame(queries, columns=cols)
+    want_w, want_s = lab.predict_ranked(queries)
+    for info in (info_art, info_ref):
+        model = mlflow.pyfunc.load_model(info.model_uri)
+        out = model.predict(df)
+        assert list(out.columns) == ["wnid_1", "wnid_2", "wnid_3", "name_1", "name_2", "name_3",
+                                     "score_1", "score_2", "score_3"]
+        np.testing.assert_array_equal(out[["wnid_1", "wnid_2", "wnid_3"]].to_numpy(), want_w)
+        np.testing.assert_allclose(out[["score_1", "score_2", "score_3"]].to_numpy(), want_s,
+                                   rtol=1e-6)
+        assert out["name_1"][0] == names[out["wnid_1"][0]]
+    py = mlflow.pyfunc.load_model(info_art.model_uri).unwrap_python_model()
+    assert isinstance(py, KNNModel)
+    np.testing.assert_array_equal(py.predict_ranked(queries)[0], want_w)  # arrays too
+    with pytest.raises(InvalidModelInput, match="NaN"):
+        bad = queries.copy()
+        bad[1, 3] = np.nan
+        py.predict(None, bad)
+    with pytest.raises(InvalidModelInput, match="expected 32 feature columns"):
+        py.predict(None, queries[:, :5])
