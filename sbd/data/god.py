@@ -33,12 +33,15 @@ from sbd.data import layout
 
 __all__ = [
     "GODSample",
+    "GOD_SUBJECTS",
     "ROIS",
     "SPLITS",
     "DATATYPES",
     "load",
     "read_bdata",
+    "roi_voxel_counts",
     "decode_label",
+    "zscore_by_run",
     "read_image_list",
     "stimulus_paths",
     "validate",
