@@ -242,6 +242,11 @@ def test_evaluate_decoding(wn, ids):
         assert np.isfinite(m["test/" + key])
     assert list(ev.samples.columns[:3]) == ["true_wnid", "decoded_wnids", "top1_wnid"]
     assert len(ev.samples) == 3
+    assert 1 / 201 <= m["test/wup_chance_p"] <= 1.0
+    perfect = decoding.evaluate_predictions(true, [[t] for t in true], list(ids.values()),
+                                            n_chance=200, seed=0)
+    assert perfect["test/wup_chance_p"] == pytest.approx(1 / 201)
+    assert perfect["test/top1_acc"] == 1.0
     only = decoding.evaluate_predictions(true, ranked, list(ids.values()), n_chance=50,
                                          prefix="imagery/")
     assert "imagery/wup_top1" in only and "imagery/feature_r" not in only

@@ -8,9 +8,12 @@ predicted and true CNN features, this module computes:
 - its **chance level**: every sample gets a label drawn uniformly from the bank's label set;
   the mean top-1 Wu-Palmer of one such draw, averaged over ``n_draws`` seeded draws (mean and
   sd; the exact expectation is also returned);
-- a **permutation p-value**: the decoded top-1 labels are shuffled across samples (the null
-  hypothesis: a decoded label says nothing about *its* sample); ``p = (1 + #{perm >= obs}) /
-  (1 + n_perm)``, so it is never 0;
+- a **permutation p-value** (``wup_p``): the decoded top-1 labels are shuffled across samples
+  (the null hypothesis: a decoded label says nothing about *its* sample); ``p = (1 + #{perm
+  >= obs}) / (1 + n_perm)``, so it is never 0. ``wup_chance_p`` is the same fraction over the
+  chance draws (null: labels drawn at random from the bank). The two differ: a decoder that
+  always answers within the test categories' part of WordNet beats random bank labels
+  without being sample-specific, which only the permutation p detects;
 - exact top-1 / top-5 accuracy;
 - n-way identification from the predicted features (Pearson r), averaged exactly over all
   distractor sets;
@@ -357,7 +360,7 @@ def evaluate_decoding(true_wnids: Sequence[str], ranked: Sequence[Sequence[str]]
     Returns
     -------
     DecodingEvaluation with metrics ``wup_top1, wup_best_topk, wup_chance, wup_chance_sd,
-    wup_chance_exact, wup_best_topk_chance, wup_p, top1_acc, top5_acc, feature_r,
+    wup_chance_exact, wup_best_topk_chance, wup_p, wup_chance_p, top1_acc, top5_acc, feature_r,
     feature_unit_r, ident{n}_acc, ident{n}_n, n_samples`` (prefixed) and a sample table with
     columns ``true_wnid, decoded_wnids, top1_wnid, wup_top1, wup_best_topk, best_rank,
     top1_correct, top5_correct`` (+ ``feature_r, ident{n}`` with features).
@@ -381,6 +384,7 @@ def evaluate_decoding(true_wnids: Sequence[str], ranked: Sequence[Sequence[str]]
         "wup_chance_exact": chance.exact,
         "wup_best_topk_chance": chance_k.mean,
         "wup_p": wup_permutation_p(true_wnids, decoded1, n_perm=n_chance, seed=seed),
+        "wup_chance_p": float((1 + np.sum(chance.draws >= top1.mean() - 1e-12)) / (1 + n_chance)),
         "top1_acc": float(hits1.mean()),
         "top5_acc": float(hits5.mean()),
     }

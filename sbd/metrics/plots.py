@@ -135,7 +135,8 @@ def plot_wordnet_graph(pairs: Sequence[tuple[str, str]], max_pairs: int = 12,
     One row per (true, decoded) pair: the true label (green) climbs its hypernym chain to
     the lowest common hypernym (blue), which descends to the decoded label (orange); the
     Wu-Palmer similarity is written at the right. Chains longer than ``max_hops`` on a side
-    are shortened (``… k more …``). Identical pairs show one node.
+    are shortened (``… k more …``), keeping the node below the hypernym and those nearest the
+    label. Identical pairs show one node.
 
     Parameters
     ----------
@@ -161,7 +162,7 @@ def plot_wordnet_graph(pairs: Sequence[tuple[str, str]], max_pairs: int = 12,
         for side, seq in ((-1, left[::-1]), (1, right)):  # seq starts at the lcs
             seq = seq[1:]
             if len(seq) > half:
-                seq = seq[: max_hops - 1] + [f"… {len(seq) - max_hops} more …"] + [seq[-1]]
+                seq = seq[:1] + [f"… {len(seq) - max_hops} more …"] + seq[len(seq) - max_hops + 1:]
             for j, w in enumerate(seq, start=1):
                 last = j == len(seq)
                 kind = ("true" if side < 0 else "decoded") if last else "path"

@@ -1,0 +1,352 @@
+"""The ``evaluate`` entry point: every metric, table and figure of one decoder.
+
+For the decoder (default ``models:/sbd-<dataset>-s<subject>-<roi>-decoder@champion``) on the
+test split, and separately on the imagery split when the data has one:
+
+- metrics (stable names, see :mod:`sbd.metrics.decoding`): ``test/wup_top1``,
+  ``test/wup_best_topk``, ``test/wup_chance`` (+ ``_sd``, ``_exact``, ``_p``), ``test/wup_p``,
+  ``test/top1_acc``, ``test/top5_acc``, ``test/ident{2,10,50}_acc``, ``test/feature_r``, and,
+  with a generation run, ``test/judge2afc_acc``, ``test/judge2afc_p``,
+  ``test/gen_ident{2,10,50}_acc``; ``imagery/…`` likewise (no generated images);
+- tables ``tables/<split>_samples.{json,csv}`` (one row per sample) and
+  ``tables/<split>_categories.{json,csv}`` (one row per true category);
+- figures ``figures/<split>_wup_vs_chance.png``, ``figures/<split>_wordnet_graph.png``,
+  ``figures/<split>_categories.png``; ``grids/overview.png`` copied from the generation run.
+
+Imagery samples have no stimulus image: their true features are the mean test-stimulus
+features of the imagined category (GOD's imagery categories are its test categories).
+The 2AFC judge and the identification of generated images use the rank-1 images of each
+test sample, embedded with the decoder's backbone, against the test stimuli's features.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+
+from sbd.data.layout import features_file, resolve_data_dir
+from sbd.metrics.decoding import IDENTIFICATION_NS, DecodingEvaluation, evaluate_decoding
+from sbd.registry.common import model_name
+from sbd.tracking import step_run
+
+log = logging.getLogger(__name__)
+
+GENERATION_CSV = "generation.csv"
+GENERATION_COLUMNS = ("sample_id", "image_id", "image_paths")
+_RANK = re.compile(r"rank(\d+)_")
+
+
+def default_decoder_uri(dataset: str, subject: int, roi: str) -> str:
+    """``models:/sbd-<dataset>-s<subject>-<roi>-decoder@champion``."""
+    return f"models:/{model_name('decoder', dataset, subject, roi)}@champion"
+
+
+def decoder_tags(uri: str) -> dict[str, str]:
+    """Tags of the registered model version behind ``uri`` (``models:/name@alias`` or
+    ``models:/name/version``; ``{}`` for other URIs), plus ``version``."""
+    m = re.fullmatch(r"models:/([^/@]+)(?:@([^/]+)|/(\d+))", uri)
+    if not m:
+        return {}
+    client = mlflow.MlflowClient()
+    name, alias, version = m.groups()
+    mv = (client.get_model_version_by_alias(name, alias) if alias
+          else client.get_model_version(name, version))
+    return {**mv.tags, "version": str(mv.version), "name": name}
+
+
+def _voxel_table(x: np.ndarray) -> pd.DataFrame:
+    return pd.DataFrame(np.asarray(x, dtype=np.float64),
+                        columns=[f"v{i}" for i in range(x.shape[1])])
+
+
+def predict(model: Any, voxels: np.ndarray) -> tuple[list[list[str]], list[list[str]], np.ndarray]:
+    """Ranked wnids, their names, and predicted features (n, D) of a decoder pyfunc."""
+    from sbd.decoding.decoder import ranked_wnids
+
+    table = _voxel_table(voxels)
+    out = model.predict(table)
+    ranked = ranked_wnids(out)
+    name_cols = sorted((c for c in out.columns if re.fullmatch(r"name_\d+", str(c))),
+                       key=lambda c: int(str(c).split("_")[1]))
+    names = ([[str(v) for v in row] for row in out[name_cols].itertuples(index=False, name=None)]
+             if name_cols else [[""] * len(r) for r in ranked])
+    feats = np.asarray(model.unwrap_python_model().predict_features(table), dtype=np.float32)
+    if feats.shape[0] != len(ranked):
+        raise ValueError(f"Decoder gave {len(ranked)} label rows but {feats.shape[0]} feature rows.")
+    return ranked, names, feats
+
+
+def _names(wnids) -> list[str]:
+    from sbd.metrics.wordnet import name
+
+    out = []
+    for w in wnids:
+        try:
+            out.append(name(w))
+        except ValueError:
+            out.append(str(w))
+    return out
+
+
+def _lcs(true_wnids, decoded) -> tuple[list[str], list[str]]:
+    from sbd.metrics.plots import lcs_chain
+
+    lcs = [lcs_chain(t, d)[1] for t, d in zip(true_wnids, decoded)]
+    return lcs, _names(lcs)
+
+
+def category_table(samples: pd.DataFrame) -> pd.DataFrame:
+    """Per true category: ``n`` and the mean of every numeric/boolean sample column."""
+    numeric = [c for c in samples.columns
+               if c not in ("true_wnid", "true_name", "best_rank") and
+               (pd.api.types.is_numeric_dtype(samples[c]) or pd.api.types.is_bool_dtype(samples[c]))]
+    g = samples.groupby(["true_wnid", "true_name"], sort=True)
+    table = g[numeric].mean().reset_index()
+    table.insert(2, "n", g.size().to_numpy())
+    return table.rename(columns={"top1_correct": "top1_acc", "top5_correct": "top5_acc"})
+
+
+# --------------------------------------------------------------------------- generation
+def load_generation(run_id: str, dst: str | Path) -> pd.DataFrame:
+    """The generation run's table, with ``local_paths`` (downloaded images) and ``ranks``.
+
+    Raises ValueError naming the run when ``generation.csv`` or its columns are missing.
+    """
+    from mlflow.exceptions import MlflowException
+
+    try:
+        csv = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=GENERATION_CSV,
+                                                  dst_path=str(dst))
+    except (MlflowException, OSError) as err:
+        raise ValueError(f"Generation run {run_id} has no {GENERATION_CSV} artifact: {err}") from err
+    table = pd.read_csv(csv, dtype=str, keep_default_na=False)
+    missing = [c for c in GENERATION_COLUMNS if c not in table.columns]
+    if missing:
+        raise ValueError(f"{GENERATION_CSV} of run {run_id} lacks columns {missing}; "
+                         f"has {list(table.columns)}.")
+    paths = sorted({p for ps in table["image_paths"] for p in ps.split(";") if p})
+    tops = sorted({p.split("/")[0] for p in paths})
+    for top in tops:  # usually just "generated/"
+        mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=top, dst_path=str(dst))
+    local, ranks = [], []
+    for ps in table["image_paths"]:
+        items = [p for p in ps.split(";") if p]
+        local.append([Path(dst) / p for p in items])
+        ranks.append([int(m.group(1)) if (m := _RANK.search(Path(p).name)) else i + 1
+                      for i, p in enumerate(items)])
+    table["local_paths"], table["ranks"] = local, ranks
+    return table
+
+
+def evaluate_generation(table: pd.DataFrame, image_ids: list[str], stimulus_features: np.ndarray,
+                        backbone: str, rank: int = 1, prefix: str = "test/",
+                        ns=IDENTIFICATION_NS) -> tuple[dict[str, float], np.ndarray]:
+    """2AFC judge and n-way identification of the rank-``rank`` generated images.
+
+    Parameters
+    ----------
+    table : from :func:`load_generation`
+    image_ids : (n,) the test samples, in the order of ``stimulus_features``
+    stimulus_features : (n, D)
+
+    Returns
+    -------
+    metrics : ``judge2afc_acc, judge2afc_p, judge2afc_n, gen_ident{n}_acc`` (prefixed)
+    per_sample : (n,) judge accuracy per sample (NaN without images)
+    """
+    from sbd.metrics.images import embed, generated_identification, judge_2afc
+
+    index = {i: k for k, i in enumerate(image_ids)}
+    paths, owner = [], []
+    unknown = sorted(set(table["image_id"]) - set(index))
+    if unknown:
+        log.warning("generation rows for %d image ids not in the test split (e.g. %s) ignored",
+                    len(unknown), unknown[:3])
+    for image_id, local, ranks in zip(table["image_id"], table["local_paths"], table["ranks"]):
+        if image_id not in index:
+            continue
+        for p, r in zip(local, ranks):
+            if r == rank:
+                paths.append(p)
+                owner.append(index[image_id])
+    if not paths:
+        raise ValueError(f"No rank-{rank} generated image for any of the {len(image_ids)} test samples.")
+    gen = embed(paths, backbone=backbone)
+    judge = judge_2afc(gen, stimulus_features, owner)
+    metrics = {"judge2afc_acc": judge.accuracy, "judge2afc_p": judge.p_value,
+               "judge2afc_n": float(judge.n_trials), "judge2afc_n_images": float(len(paths))}
+    for n in ns:
+        metrics[f"gen_ident{n}_acc"] = generated_identification(gen, stimulus_features, owner, n)[0]
+    return {f"{prefix}{k}": float(v) for k, v in metrics.items()}, judge.per_sample
+
+
+# --------------------------------------------------------------------------- logging
+def _log_table(df: pd.DataFrame, name: str, tmp: Path) -> None:
+    mlflow.log_table(df, artifact_file=f"tables/{name}.json")
+    path = tmp / f"{name}.csv"
+    df.to_csv(path, index=False)
+    mlflow.log_artifact(str(path), artifact_path="tables")
+
+
+def _log_figures(split: str, ev: DecodingEvaluation, categories: pd.DataFrame) -> None:
+    import matplotlib.pyplot as plt
+
+    from sbd.metrics import plots
+
+    figs = {
+        "wup_vs_chance": plots.plot_wup_vs_chance(
+            ev.samples["wup_top1"], ev.chance.pair_values, ev.chance.draws,
+            title=f"{split}: Wu-Palmer similarity, top-1"),
+        "wordnet_graph": plots.plot_wordnet_graph(
+            list(zip(ev.samples["true_wnid"], ev.samples["top1_wnid"])),
+            title=f"{split}: true (green) and decoded (orange) labels in WordNet"),
+        "categories": plots.plot_categories(categories, "wup_top1", chance=ev.chance.mean,
+                                            title=f"{split}: top-1 Wu-Palmer per category"),
+    }
+    for key, fig in figs.items():
+        mlflow.log_figure(fig, f"figures/{split}_{key}.png")
+        plt.close(fig)
+
+
+def _evaluate_split(model: Any, sample, true_features: np.ndarray | None, label_set,
+                    n_chance: int, seed: int, prefix: str) -> DecodingEvaluation:
+    ranked, names, pred = predict(model, sample.voxels)
+    if true_features is not None and true_features.shape != pred.shape:
+        raise ValueError(f"Predicted features {pred.shape} and true features {true_features.shape} "
+                         f"differ: is the decoder's backbone the one of the feature files?")
+    ev = evaluate_decoding(sample.wnids, ranked, label_set,
+                           pred if true_features is not None else None, true_features,
+                           n_chance=n_chance, seed=seed, prefix=prefix)
+    s = ev.samples
+    lcs, lcs_names = _lcs(s["true_wnid"], s["top1_wnid"])
+    s.insert(0, "image_id", sample.image_ids)
+    s.insert(2, "true_name", _names(s["true_wnid"]))
+    s.insert(4, "decoded_names", [";".join(n) for n in names])
+    s.insert(6, "top1_name", [n[0] for n in names])
+    s["lcs_wnid"], s["lcs_name"] = lcs, lcs_names
+    return ev
+
+
+def _imagery_features(test_ids: list[str], test_wnids: list[str], test_feats: np.ndarray,
+                      wnids: list[str]) -> np.ndarray | None:
+    """Mean test-stimulus features of each imagined category; None when one is missing."""
+    by: dict[str, list[int]] = {}
+    for i, w in enumerate(test_wnids):
+        by.setdefault(w, []).append(i)
+    missing = sorted(set(wnids) - set(by))
+    if missing:
+        log.warning("imagery categories without a test stimulus (%s…): no imagery feature metrics",
+                    missing[:3])
+        return None
+    return np.stack([test_feats[by[w]].mean(axis=0) for w in wnids]).astype(np.float32)
+
+
+def run(decoder: str = "", dataset: str = "phantom", data_dir: str = "", subject: int = 1,
+        roi: str = "VC", generate_run: str = "", n_chance: int = 1000, seed: int = 0) -> str:
+    """Evaluate a decoder (and its generated images); returns the MLflow run id.
+
+    Parameters
+    ----------
+    decoder : model URI; "" → the champion decoder of dataset/subject/roi
+    dataset, data_dir : data (``data_dir`` "" → the dataset's default folder)
+    subject, roi : the fMRI data the decoder reads
+    generate_run : run id of a ``generate`` run of this decoder, or "" (no image metrics)
+    n_chance : chance draws and permutations (>= 1000 recommended)
+    seed : seed of the chance draws and permutations
+    """
+    from sbd.data import god
+    from sbd.features.backbones import resolve_backbone
+    from sbd.features.bank import FeatureBank
+
+    if int(n_chance) < 1:
+        raise ValueError(f"n_chance must be >= 1, got {n_chance}.")
+    root = resolve_data_dir(dataset, data_dir)
+    uri = decoder or default_decoder_uri(dataset, subject, roi)
+    params = dict(decoder=decoder, dataset=dataset, data_dir=data_dir, subject=int(subject),
+                  roi=roi, generate_run=generate_run, n_chance=int(n_chance), seed=int(seed))
+    tags = {"sbd.decoder_uri": uri, "sbd.dataset": dataset, "sbd.subject": str(int(subject)),
+            "sbd.roi": roi}
+    if generate_run:
+        tags["sbd.generate_run"] = generate_run
+    with step_run("evaluate", params, tags=tags) as active, \
+            tempfile.TemporaryDirectory(prefix="sbd-evaluate-") as tmpdir:
+        tmp = Path(tmpdir)
+        info = decoder_tags(uri)
+        backbone = info.get("backbone") or resolve_backbone(dataset, "")
+        mlflow.set_tags({"sbd.backbone": backbone,
+                         **({"sbd.decoder_version": info["version"]} if "version" in info else {})})
+        model = mlflow.pyfunc.load_model(uri)
+        with FeatureBank(features_file(root, backbone, "bank")) as bank:
+            label_set = sorted(set(bank.wnids.tolist()))
+        with FeatureBank(features_file(root, backbone, "test")) as test_bank:
+            test = god.load(root, subject, roi, "test")
+            test_feats = test_bank.lookup(test.image_ids)
+        metrics: dict[str, float] = {}
+
+        ev = _evaluate_split(model, test, test_feats, label_set, n_chance, seed, "test/")
+        metrics.update(ev.metrics)
+        if generate_run:
+            _check_generation_run(generate_run, dataset, subject, roi)
+            gen_table = load_generation(generate_run, tmp / "generation")
+            gen_metrics, per_sample = evaluate_generation(gen_table, test.image_ids, test_feats,
+                                                          backbone)
+            metrics.update(gen_metrics)
+            ev.samples["judge2afc"] = per_sample
+            _copy_overview(generate_run, tmp)
+        splits = {"test": ev}
+
+        try:
+            imagery = god.load(root, subject, roi, "imagery")
+        except ValueError as err:  # no imagery trials in this data
+            log.info("no imagery evaluation: %s", err)
+            imagery = None
+        if imagery is not None:
+            feats = _imagery_features(test.image_ids, test.wnids, test_feats, imagery.wnids)
+            ev_im = _evaluate_split(model, imagery, feats, label_set, n_chance, seed, "imagery/")
+            metrics.update(ev_im.metrics)
+            splits["imagery"] = ev_im
+
+        mlflow.log_metrics({k: float(v) for k, v in metrics.items() if np.isfinite(v)})
+        for split, e in splits.items():
+            categories = category_table(e.samples)
+            _log_table(e.samples, f"{split}_samples", tmp)
+            _log_table(categories, f"{split}_categories", tmp)
+            _log_figures(split, e, categories)
+        log.info("evaluate %s: wup_top1 %.3f (chance %.3f, p %.4f), top5 %.3f", uri,
+                 metrics["test/wup_top1"], metrics["test/wup_chance"], metrics["test/wup_p"],
+                 metrics["test/top5_acc"])
+        return active.info.run_id
+
+
+def _check_generation_run(run_id: str, dataset: str, subject: int, roi: str) -> None:
+    """A generation run of other data would give meaningless image metrics: refuse it."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        tags = mlflow.MlflowClient().get_run(run_id).data.tags
+    except MlflowException as err:
+        raise ValueError(f"generate_run={run_id!r} is not a run of this tracking store: {err}") from err
+    want = {"sbd.dataset": dataset, "sbd.subject": str(int(subject)), "sbd.roi": roi}
+    wrong = {k: (tags[k], v) for k, v in want.items() if k in tags and tags[k] != v}
+    if wrong:
+        raise ValueError(f"generate_run={run_id!r} was made for other data: "
+                         + ", ".join(f"{k}={a!r} (expected {b!r})" for k, (a, b) in wrong.items()))
+
+
+def _copy_overview(generate_run: str, tmp: Path) -> None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        local = mlflow.artifacts.download_artifacts(
+            run_id=generate_run, artifact_path="grids/overview.png", dst_path=str(tmp / "overview"))
+    except (MlflowException, OSError) as err:
+        log.warning("generate run %s has no grids/overview.png: %s", generate_run, err)
+        return
+    mlflow.log_artifact(local, artifact_path="grids")
