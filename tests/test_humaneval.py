@@ -32,9 +32,9 @@ from PIL import Image, ImageDraw, ImageFilter
 from sbd.humaneval import report as report_mod
 from sbd.humaneval.__main__ import main as cli_main
 from sbd.humaneval.schedule import build_trials, check_relative_path, rater_schedule, read_generation_table
-from sbd.humaneval.server import create_app, is_loopback, valid_rater
+from sbd.humaneval.server import LOOPBACK_HOSTS, create_app, is_loopback, valid_rater
 from sbd.humaneval.stats import binomial_summary, fleiss_kappa, pairwise_agreement, summarize
-from sbd.humaneval.store import AnswerStore, OutOfOrder
+from sbd.humaneval.store import OutOfOrder
 from sbd.humaneval.study import open_study, study_dir
 
 REPO = Path(__file__).resolve().parents[1]
@@ -109,7 +109,7 @@ def gen_run(tmp_path_factory):
     with mlflow.start_run(run_name="evaluate") as ev:
         mlflow.log_param("generate_run", run.info.run_id)
         mlflow.set_tag("sbd.entry_point", "evaluate")
-        mlflow.log_metric("test/judge2afc_acc", 0.75)
+        mlflow.log_metrics({"test/judge2afc_acc": 0.75, "test/judge2afc_n": 12})
     return {"run_id": run.info.run_id, "n": n, "bank": bank, "rows": rows, "eval_run_id": ev.info.run_id}
 
 
@@ -307,6 +307,9 @@ def test_start_page_and_validation(study):
     assert valid_rater("  Zoë K. ") == "Zoë K."
     assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
     assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.4")
+    local = create_app(study, trusted_hosts=LOOPBACK_HOSTS).test_client()
+    assert local.get("/", headers={"Host": "127.0.0.1:8765"}).status_code == 200
+    assert local.get("/", headers={"Host": "evil.example:8765"}).status_code == 400   # DNS rebinding
 
 
 def test_token_required(study):

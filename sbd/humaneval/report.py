@@ -5,8 +5,8 @@ Metrics (prefix ``human/`` for the ``generated`` foil, ``human/bank/`` for the `
 ``2afc_ci_low`` / ``2afc_ci_high`` (exact 95 % interval), ``n_answers``, ``n_raters``,
 ``n_trials``, ``agreement`` (pairwise, on common trials), ``fleiss_kappa``.
 Artifacts under ``humaneval/``: the figure ``2afc_<foil>.png`` (each rater, all raters and
-the automatic judge ``test/judge2afc_acc`` of the evaluate run of this generate run, when
-there is one), ``raters_<foil>.csv``, ``answers_<foil>.csv`` and ``report_<foil>.json``.
+the automatic judge ``test/judge2afc_acc`` — with its interval when ``test/judge2afc_n`` is
+logged — of the evaluate run of this generate run, when there is one), ``raters_<foil>.csv``, ``answers_<foil>.csv`` and ``report_<foil>.json``.
 """
 
 from __future__ import annotations
@@ -15,19 +15,22 @@ import json
 import math
 import re
 import tempfile
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import mlflow
 import pandas as pd
+from mlflow.entities import Metric
 
-from sbd.humaneval.stats import summarize
+from sbd.humaneval.stats import binomial_summary, summarize
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 from sbd.humaneval.study import get_run, open_study
 
 JUDGE_METRIC = "test/judge2afc_acc"
+JUDGE_N_METRIC = "test/judge2afc_n"
 METRIC_KEYS = {"acc": "2afc_acc", "p": "2afc_p", "ci_low": "2afc_ci_low", "ci_high": "2afc_ci_high",
                "n": "n_answers", "n_raters": "n_raters", "n_trials": "n_trials",
                "agreement": "agreement", "fleiss_kappa": "fleiss_kappa"}
@@ -57,8 +60,11 @@ def find_judge_run(run_id: str) -> mlflow.entities.Run | None:
     return runs[0] if runs else None
 
 
-def plot(per_rater: pd.DataFrame, overall: dict[str, Any], judge_acc: float | None, foil: str) -> Figure:
-    """Bar chart: each rater and all raters (95 % intervals), the automatic judge, chance."""
+def plot(per_rater: pd.DataFrame, overall: dict[str, Any], judge: dict[str, float] | None, foil: str) -> Figure:
+    """Bar chart: each rater and all raters (95 % intervals), the automatic judge, chance.
+
+    ``judge``: ``{"acc", "ci_low", "ci_high"}`` (interval NaN when its n is unknown) or None.
+    """
     from matplotlib.figure import Figure    # no pyplot: no global backend or figure state
 
     labels = list(per_rater["rater"]) + ["all raters"]
@@ -66,20 +72,20 @@ def plot(per_rater: pd.DataFrame, overall: dict[str, Any], judge_acc: float | No
     lo = list(per_rater["ci_low"]) + [overall["ci_low"]]
     hi = list(per_rater["ci_high"]) + [overall["ci_high"]]
     colors = ["#8fb3d9"] * len(per_rater) + ["#1f5fa8"]
-    err = [[a - l for a, l in zip(acc, lo)], [h - a for a, h in zip(acc, hi)]]
-    if judge_acc is not None:
+    if judge is not None:
         labels.append("automatic judge")
-        acc.append(judge_acc)
-        err[0].append(0.0)
-        err[1].append(0.0)
+        acc.append(judge["acc"])
+        lo.append(judge["acc"] if math.isnan(judge["ci_low"]) else judge["ci_low"])
+        hi.append(judge["acc"] if math.isnan(judge["ci_high"]) else judge["ci_high"])
         colors.append("#d98c2b")
+    err = [[a - l for a, l in zip(acc, lo)], [h - a for a, h in zip(acc, hi)]]
     fig = Figure(figsize=(max(4.0, 0.9 * len(labels) + 2), 3.6), dpi=100)
     ax = fig.subplots()
     ax.bar(range(len(labels)), acc, yerr=err, color=colors, capsize=4)
     ax.axhline(0.5, color="gray", linestyle="--", linewidth=1, label="chance")
     ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right")
     ax.set_ylim(0, 1.05)
-    ax.set_ylabel("2AFC % correct")
+    ax.set_ylabel("2AFC proportion correct")
     ax.set_title(f"Human 2AFC (foil: {foil}; n={overall['n']}, p={overall['p']:.2g})")
     ax.legend(loc="lower right")
     fig.tight_layout()
@@ -103,6 +109,12 @@ def report(run_id: str, foil: str = "generated", store_dir: str | Path | None = 
     per_rater, overall = summarize(answers)
     judge = get_run(judge_run_id) if judge_run_id else find_judge_run(run_id)
     judge_acc = judge.data.metrics.get(JUDGE_METRIC) if judge is not None else None
+    judge_fig = None
+    if judge_acc is not None:
+        n_judge = int(judge.data.metrics.get(JUDGE_N_METRIC, 0))
+        ci = (binomial_summary(round(judge_acc * n_judge), n_judge) if n_judge
+              else binomial_summary(0, 0))
+        judge_fig = {"acc": judge_acc, "ci_low": ci.ci_low, "ci_high": ci.ci_high}
     prefix = metric_prefix(foil)
     metrics = {prefix + name: float(overall[key]) for key, name in METRIC_KEYS.items()
                if overall[key] is not None and not math.isnan(float(overall[key]))}
@@ -111,10 +123,11 @@ def report(run_id: str, foil: str = "generated", store_dir: str | Path | None = 
               "judge_run_id": judge.info.run_id if judge is not None else None, "judge_acc": judge_acc}
     if log:
         client = mlflow.MlflowClient()
-        for key, value in metrics.items():
-            client.log_metric(run_id, key, value)
-        client.set_tag(run_id, f"sbd.human.{foil}.judge_run", result["judge_run_id"] or "")
-        fig = plot(per_rater, overall, judge_acc, foil)
+        stamp = int(time.time() * 1000)
+        client.log_batch(run_id, metrics=[Metric(k, v, stamp, 0) for k, v in metrics.items()])
+        if judge is not None:
+            client.set_tag(run_id, f"sbd.human.{foil}.judge_run", judge.info.run_id)
+        fig = plot(per_rater, overall, judge_fig, foil)
         client.log_figure(run_id, fig, f"humaneval/2afc_{foil}.png")
         with tempfile.TemporaryDirectory() as tmp:
             tmp = Path(tmp)

@@ -63,11 +63,18 @@ def _token_digest(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
-def create_app(study: Study, token: str | None = None) -> Flask:
-    """The Flask app serving ``study``; ``token`` (optional) is required from every rater."""
+LOOPBACK_HOSTS = ["localhost", "127.0.0.1", "::1", "[::1]"]
+
+
+def create_app(study: Study, token: str | None = None, trusted_hosts: list[str] | None = None) -> Flask:
+    """The Flask app serving ``study``.
+
+    ``token`` (optional) is required from every rater; ``trusted_hosts`` (optional) are the
+    only ``Host`` headers answered (others get 400: no DNS rebinding onto a loopback server).
+    """
     app = Flask(__name__)
     meta = study.store.meta()
-    app.config.update(SECRET_KEY=bytes.fromhex(meta["secret_key"]), SESSION_COOKIE_HTTPONLY=True,
+    app.config.update(TRUSTED_HOSTS=trusted_hosts, SECRET_KEY=bytes.fromhex(meta["secret_key"]), SESSION_COOKIE_HTTPONLY=True,
                       SESSION_COOKIE_SAMESITE="Strict", SESSION_COOKIE_NAME=f"sbd_humaneval_{study.foil}",
                       PERMANENT_SESSION_LIFETIME=timedelta(days=30), MAX_CONTENT_LENGTH=16 * 1024)
     store = study.store
@@ -203,7 +210,7 @@ def serve(study: Study, host: str = "127.0.0.1", port: int = 8765, token: str | 
 
     if not is_loopback(host) and not token:
         token = secrets.token_urlsafe(12)
-    app = create_app(study, token)
+    app = create_app(study, token, trusted_hosts=LOOPBACK_HOSTS if is_loopback(host) else None)
     server = make_server(host, port, app, threaded=True)
     shown_host = f"[{host}]" if ":" in host else host
     url = f"http://{shown_host}:{server.server_port}/" + (f"?token={token}" if token else "")
