@@ -1,5 +1,20 @@
-"""MLproject entry point `build_decoder` (see DESIGN.md). Not implemented yet."""
+"""MLproject entry point ``build_decoder``: composes the champion ridge of one subject and
+ROI with the champion kNN labeller of its backbone into one pyfunc (voxels → ranked wnids),
+registered as ``sbd-<dataset>-s<subject>-<roi>-decoder`` (see sbd.steps.build_decoder)."""
 
-import sys
+import argparse
+import logging
 
-sys.exit("sbd: entry point 'build_decoder' is not implemented yet (see the open issues).")
+from _cli import as_int
+
+from sbd.steps import build_decoder
+
+parser = argparse.ArgumentParser(description=__doc__)
+parser.add_argument("--dataset", default="phantom", choices=["phantom", "god"])
+parser.add_argument("--subject", type=as_int, default=1)
+parser.add_argument("--roi", default="VC")
+parser.add_argument("--backbone", default="", help="registry name; empty: the dataset's default")
+args = parser.parse_args()
+logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+run_id = build_decoder.run(**vars(args))
+print(f"build_decoder run: {run_id}")

@@ -1,0 +1,73 @@
+"""The ``build_decoder`` step: compose the champion ridge and kNN into one decoder pyfunc.
+
+Reads ``models:/sbd-<dataset>-s<subject>-<roi>-ridge@champion`` and
+``models:/sbd-<dataset>-<backbone>-knn@champion``, logs the composite (model ``decoder``,
+:mod:`sbd.registry.decoder_model`) and registers it as
+``sbd-<dataset>-s<subject>-<roi>-decoder`` with tags ridge_uri / knn_uri naming the exact
+versions used.  Its validation score is the kNN version's (``val/wup_top1`` on held-out
+categories predicted by this subject's ridge); ``champion`` moves only when it is better.
+Tags on the run: ``sbd.decoder_uri``, ``sbd.decoder_champion``, ``sbd.ridge_uri``,
+``sbd.knn_uri``.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import mlflow
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+
+from sbd import tracking
+from sbd.registry.common import CHAMPION, SCORE_TAG, model_name
+
+log = logging.getLogger(__name__)
+
+
+def champion_uri(name: str, step: str) -> tuple[str, dict[str, str]]:
+    """``models:/<name>/<version>`` of the champion of ``name`` and its tags."""
+    try:
+        mv = MlflowClient().get_model_version_by_alias(name, CHAMPION)
+    except MlflowException as e:
+        raise LookupError(f"No '{CHAMPION}' version of registered model {name!r}: run the "
+                          f"{step} step first.") from e
+    return f"models:/{name}/{mv.version}", dict(mv.tags)
+
+
+def run(dataset: str = "phantom", subject: int = 1, roi: str = "VC", backbone: str = "") -> str:
+    """Compose, log and register the decoder of one subject and ROI; returns the run id."""
+    from sbd.features.backbones import resolve_backbone
+    from sbd.registry.decoder_model import log_decoder_model, register_decoder_model
+
+    backbone = resolve_backbone(dataset, backbone)
+    params = dict(dataset=dataset, subject=int(subject), roi=roi, backbone=backbone)
+    tags = {"sbd.dataset": dataset, "sbd.subject": str(int(subject)), "sbd.roi": roi,
+            "sbd.backbone": backbone}
+    with tracking.step_run("build_decoder", params, tags=tags) as active:
+        ridge_uri, ridge_tags = champion_uri(model_name("ridge", dataset, subject, roi),
+                                             "train_ridge")
+        knn_uri, knn_tags = champion_uri(model_name("knn", dataset, backbone=backbone),
+                                         "train_knn")
+        if ridge_tags.get("backbone", backbone) != backbone:
+            raise ValueError(f"{ridge_uri} predicts {ridge_tags['backbone']!r} features, "
+                             f"not {backbone!r}.")
+        mlflow.set_tags({"sbd.ridge_uri": ridge_uri, "sbd.knn_uri": knn_uri})
+        info = log_decoder_model(ridge_uri, knn_uri, name="decoder")
+        score = float(knn_tags.get(SCORE_TAG, "nan"))
+        if knn_tags.get("tuned_on_subject") not in (None, str(int(subject))) or \
+                knn_tags.get("tuned_on_roi") not in (None, roi):
+            log.warning("build_decoder: %s was tuned on subject %s %s, not subject %s %s",
+                        knn_uri, knn_tags.get("tuned_on_subject"), knn_tags.get("tuned_on_roi"),
+                        subject, roi)
+        knn_cfg = {k: knn_tags[k] for k in ("k", "metric", "rule", "temperature")
+                   if k in knn_tags}
+        version, champion = register_decoder_model(
+            info.model_uri, dataset, subject, roi, backbone, score, ridge_uri, knn_uri,
+            extra_tags={"val_metric": knn_tags.get("val_metric", ""), "run_id":
+                        active.info.run_id, **{f"knn_{k}": v for k, v in knn_cfg.items()}})
+        uri = f"models:/{version.name}/{version.version}"
+        mlflow.log_metric("val/score", score)
+        mlflow.set_tags({"sbd.decoder_uri": uri, "sbd.decoder_champion": str(champion).lower()})
+        log.info("build_decoder: registered %s = %s + %s (champion: %s)", uri, ridge_uri,
+                 knn_uri, champion)
+        return active.info.run_id
