@@ -25,6 +25,7 @@ import ipaddress
 import logging
 import re
 import secrets
+import socket
 from datetime import timedelta
 from typing import Any
 
@@ -212,7 +213,7 @@ def serve(study: Study, host: str = "127.0.0.1", port: int = 8765, token: str | 
         token = secrets.token_urlsafe(12)
     app = create_app(study, token, trusted_hosts=LOOPBACK_HOSTS if is_loopback(host) else None)
     server = make_server(host, port, app, threaded=True)
-    shown_host = f"[{host}]" if ":" in host else host
+    shown_host = socket.getfqdn() if host in ("0.0.0.0", "::", "") else (f"[{host}]" if ":" in host else host)
     url = f"http://{shown_host}:{server.server_port}/" + (f"?token={token}" if token else "")
     print(f"Human 2AFC study of run {study.run_id} (foil={study.foil}, {study.store.n_trials()} trials, "
           f"answers in {study.store.path})\nRaters open: {url}\nCtrl-C to stop.", flush=True)
