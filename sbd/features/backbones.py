@@ -149,7 +149,9 @@ def _torchvision_state_dict(weights) -> dict:
     filename = Path(weights.url).name
     cached = torch_cache_dir() / filename
     try:
-        return weights.get_state_dict(progress=False, check_hash=False)
+        return torch.hub.load_state_dict_from_url(weights.url, model_dir=str(torch_cache_dir()),
+                                                  progress=False, check_hash=False,
+                                                  map_location="cpu", weights_only=True)
     except Exception as err:  # network errors come in many types (URLError, OSError, ...)
         raise RuntimeError(
             f"Could not load the weights {weights} ({err.__class__.__name__}: {err}). "
@@ -297,8 +299,9 @@ def get_backbone(name: str, weights: bool = True,
         classifier = classifier.eval().to(dev)
     if dev.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
-    for p in model.parameters():
-        p.requires_grad_(False)
+    for module in (model, classifier):
+        for p in (module.parameters() if module is not None else ()):
+            p.requires_grad_(False)
     parts.setdefault("mean", IMAGENET_MEAN)
     parts.setdefault("std", IMAGENET_STD)
     transform = _Preprocess(parts["resize"], parts["mean"], parts["std"])
