@@ -28,6 +28,7 @@ from sklearn.base import BaseEstimator, RegressorMixin
 
 __all__ = [
     "RIDGE_SOLVERS", "SELECTIONS", "RidgeDecomposition", "MultiRidge", "decompose",
+    "resolve_solver",
     "shrinkage", "ridge_weights", "center_scale", "voxel_scores", "select_voxels",
     "n_voxels_kept", "adjust_predictions", "grouped_loo_errors",
 ]
@@ -41,16 +42,16 @@ class RidgeDecomposition:
     ----------
     U : ndarray (n, k)
     s : ndarray (k,), singular values, all > 0
-    V : ndarray (v, k)
+    V : ndarray (v, k), or None when not asked for (``decompose(..., with_V=False)``)
     """
 
     U: np.ndarray
     s: np.ndarray
-    V: np.ndarray
+    V: np.ndarray | None
 
     @property
     def nbytes(self) -> int:
-        return self.U.nbytes + self.s.nbytes + self.V.nbytes
+        return sum(a.nbytes for a in (self.U, self.s, self.V) if a is not None)
 
 
 def _keep_positive(s: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -61,40 +62,47 @@ def _keep_positive(s: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return s > tol
 
 
-def _decompose_svd(X: np.ndarray) -> RidgeDecomposition:
+def _decompose_svd(X: np.ndarray, with_V: bool = True) -> RidgeDecomposition:
     U, s, Vt = scipy.linalg.svd(X, full_matrices=False, check_finite=False,
                                 lapack_driver="gesdd")
     keep = _keep_positive(s, X.shape)
     return RidgeDecomposition(U[:, keep], s[keep], Vt[keep].T)
 
 
-def _decompose_eigh(X: np.ndarray) -> RidgeDecomposition:
+def _decompose_eigh(X: np.ndarray, with_V: bool = True) -> RidgeDecomposition:
     gram = X @ X.T
     lam, U = scipy.linalg.eigh(gram, check_finite=False, overwrite_a=True, driver="evd")
     lam = np.clip(lam, 0.0, None)
     s = np.sqrt(lam)
     keep = _keep_positive(s, X.shape)
     U, s = U[:, keep], s[keep]
-    V = (X.T @ U) / s
-    return RidgeDecomposition(U, s, V)
+    return RidgeDecomposition(U, s, (X.T @ U) / s if with_V else None)
 
 
-RIDGE_SOLVERS: dict[str, Callable[[np.ndarray], RidgeDecomposition]] = {
+RIDGE_SOLVERS: dict[str, Callable[..., RidgeDecomposition]] = {
     "svd": _decompose_svd,
     "eigh": _decompose_eigh,
 }
 
 
-def decompose(X: np.ndarray, solver: str = "auto") -> RidgeDecomposition:
-    """Decompose a centred training matrix ``X`` (n × v) in float64.
-
-    ``solver="auto"`` takes ``"eigh"`` (Gram matrix) when v > n, else ``"svd"``.
-    """
+def resolve_solver(solver: str, shape: tuple[int, int]) -> str:
+    """``"auto"`` → ``"eigh"`` when v > n, else ``"svd"``; unknown names → ValueError."""
     if solver == "auto":
-        solver = "eigh" if X.shape[1] > X.shape[0] else "svd"
+        return "eigh" if shape[1] > shape[0] else "svd"
     if solver not in RIDGE_SOLVERS:
         raise ValueError(f"Unknown solver={solver!r}; valid: auto, {', '.join(RIDGE_SOLVERS)}.")
-    return RIDGE_SOLVERS[solver](np.asarray(X, dtype=np.float64))
+    return solver
+
+
+def decompose(X: np.ndarray, solver: str = "auto", with_V: bool = True) -> RidgeDecomposition:
+    """Decompose a centred training matrix ``X`` (n × v) in float64.
+
+    ``solver="auto"`` takes ``"eigh"`` (Gram matrix) when v > n, else ``"svd"``.  With
+    ``with_V=False`` the eigh solver skips ``V = Xᵀ U / s`` (products with new samples can
+    then go through the kernel: ``Xnew V = (Xnew Xᵀ) U / s``).
+    """
+    X = np.asarray(X, dtype=np.float64)
+    return RIDGE_SOLVERS[resolve_solver(solver, X.shape)](X, with_V=with_V)
 
 
 def _check_alpha(alpha, n_targets: int | None = None) -> np.ndarray | float:

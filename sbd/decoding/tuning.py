@@ -257,10 +257,11 @@ class FoldCache:
         Xc, mean, scale = center_scale(self.X[np.ix_(tr, sup)], True, standardize)
         Ytr = self.Y[tr]
         y_mean = Ytr.mean(axis=0)
-        dec = decompose(Xc, self.solver)
+        dec = decompose(Xc, self.solver, with_V=False)
         self.n_decompositions += 1
         Xv = (self.X[np.ix_(va, sup)] - mean) / scale
-        fac = FoldFactors(A=Xv @ dec.V, s=dec.s, Z=dec.U.T @ (Ytr - y_mean), U=dec.U,
+        A = Xv @ dec.V if dec.V is not None else ((Xv @ Xc.T) @ dec.U) / dec.s
+        fac = FoldFactors(A=A, s=dec.s, Z=dec.U.T @ (Ytr - y_mean), U=dec.U,
                           y_mean=y_mean, y_std=Ytr.std(axis=0))
         self._factors[key] = fac
         self._evict()
@@ -280,7 +281,7 @@ class FoldCache:
             fac = self.factors(fold, n_keep, selection, standardize)
             tr, _ = self.folds[fold]
             Yc = self.Y[tr] - fac.y_mean
-            dec = RidgeDecomposition(fac.U, fac.s, np.empty((0, fac.s.size)))
+            dec = RidgeDecomposition(fac.U, fac.s, None)
             self._loo[key] = grouped_loo_errors(dec, fac.Z, Yc, self.groups[tr], PER_TARGET_GRID)
         return self._loo[key]
 
@@ -400,7 +401,7 @@ def fit_model(X: np.ndarray, Y: np.ndarray, groups: np.ndarray, params: dict[str
         sup = select_voxels(X, Y, p["voxel_frac"], p["selection"], groups)
         Xc, _, _ = center_scale(X[:, sup], True, p["standardize"])
         Yc = Y - Y.mean(axis=0)
-        dec = decompose(Xc, solver)
+        dec = decompose(Xc, solver, with_V=False)
         Z = dec.U.T @ Yc
         alpha = per_target_alphas(grouped_loo_errors(dec, Z, Yc, groups, PER_TARGET_GRID),
                                   p["alpha"])
@@ -455,7 +456,8 @@ def create_study(storage: str | None = None, study_name: str | None = None, seed
     """Create or resume (same ``study_name`` in ``storage``) a maximising study.
 
     ``attrs`` are recorded on a new study and must match on a resumed one (same data,
-    objective and folds), else ValueError.
+    objective and folds), else ValueError.  The TPE sampler is seeded with ``seed`` plus the
+    number of trials already in the study (give parallel workers different seeds).
     """
     storage_obj = make_storage(storage)
     if storage_obj is not None and not study_name:
@@ -464,6 +466,8 @@ def create_study(storage: str | None = None, study_name: str | None = None, seed
         storage=storage_obj, study_name=study_name or None, direction="maximize",
         load_if_exists=True, sampler=optuna.samplers.TPESampler(seed=int(seed)),
         pruner=optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1))
+    # a resumed study continues the seeded sequence instead of repeating its first trials
+    study.sampler = optuna.samplers.TPESampler(seed=int(seed) + len(study.trials))
     existing = study.user_attrs
     for k, v in (attrs or {}).items():
         if k in existing and existing[k] != v:
