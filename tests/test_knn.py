@@ -181,7 +181,7 @@ def test_faiss_flat_equals_torch_exact_and_ivfpq_recall(bank_file, queries, metr
     assert 0.3 <= r <= 1.0
 
 
-def test_knn_pyfunc_roundtrip_and_bad_input(bank_file, queries, mlflow_store):
+def test_knn_pyfunc_roundtrip_and_bad_input(bank_file, queries):
     path, X, wnids, _ = bank_file
     from sbd.registry.knn_model import KNNModel, log_knn_model
 
