@@ -109,6 +109,7 @@ def test_weights_are_plain_arrays(fitted, tmp_path):
     assert np.array_equal(load_weights(path).predict(X), model.predict(X))
 
 
+@pytest.mark.slow
 def test_train_ridge_step_on_phantom(phantom_features):
     from sbd.steps import train_ridge
 

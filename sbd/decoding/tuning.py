@@ -312,7 +312,7 @@ def normalise_params(params: dict[str, Any]) -> dict[str, Any]:
                          f"{', '.join(PAPER_PARAMS)}.")
     p = {**PAPER_PARAMS, **params}
     out = {"alpha": float(p["alpha"]), "alpha_mode": str(p["alpha_mode"]),
-           "voxel_frac": float(p["voxel_frac"]), "selection": str(p["selection"]),
+           "voxel_frac": round(float(p["voxel_frac"]), 6), "selection": str(p["selection"]),
            "standardize": _as_bool(p["standardize"]),
            "test_time_adjust": _as_bool(p["test_time_adjust"])}
     if not (math.isfinite(out["alpha"]) and out["alpha"] > 0):
