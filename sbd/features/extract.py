@@ -97,7 +97,7 @@ def embed_images(images: Sequence[Image.Image], backbone: str | Backbone = "effi
 # --------------------------------------------------------------------------- listing
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Item:
     """One image: ``path`` relative to the data folder, its id (file stem) and wnid."""
 
@@ -164,20 +164,24 @@ def list_bank(data_dir: str | Path, exclude_ids: set[str] | None = None) -> tupl
 
 
 class ImageFiles(torch.utils.data.Dataset):
-    """Images by path → (uint8 (3, H, W) tensor or None, position, error message)."""
+    """Images by path → (uint8 (3, H, W) tensor or None, position, error message).
+
+    Paths and positions are numpy arrays, not lists of Python objects, so that forked
+    workers share them instead of copying them page by page.
+    """
 
     def __init__(self, root: str | Path, paths: Sequence[str], positions: Sequence[int], resize):
         self.root = str(root)
-        self.paths = list(paths)
-        self.positions = list(positions)
+        self.paths = np.array([p.encode() for p in paths], dtype=bytes)
+        self.positions = np.asarray(positions, dtype=np.int64)
         self.resize = resize
 
     def __len__(self) -> int:
         return len(self.positions)
 
     def __getitem__(self, i: int):
-        pos = self.positions[i]
-        path = os.path.join(self.root, self.paths[pos])
+        pos = int(self.positions[i])
+        path = os.path.join(self.root, self.paths[pos].decode())
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -263,6 +267,8 @@ def _manifest(source: str, items: list[Item], backbone: Backbone | str, dtype: s
 
 
 def _manifest_key(m: dict) -> str:
+    """Key of a finished file's content (the chunk size only matters while in progress)."""
+    m = {k: v for k, v in m.items() if k != "chunk_size"}
     return hashlib.sha256(json.dumps(m, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -423,15 +429,13 @@ def _alive(pid: int) -> bool:
 
 def _stimulus_reference(data_dir: Path, bb: Backbone | str, **kw) -> tuple[np.ndarray, np.ndarray]:
     """Unit-norm stimulus features (S, D) float32 and their image ids (S,), extracting the
-    stimulus sets whose files are missing; empty when there are no stimulus folders."""
+    stimulus sets whose files are missing or out of date; empty without stimulus folders."""
     name = bb if isinstance(bb, str) else bb.name
     feats, ids = [], []
     for s in layout.STIMULUS_SETS:
         if not layout.images_dir(data_dir, s).is_dir():
             continue
-        path = layout.features_file(data_dir, name, s)
-        if not path.is_file():
-            extract_source(data_dir, bb, s, shard="0/1", **kw)
+        path = extract_source(data_dir, bb, s, shard="0/1", **kw).path  # no-op when up to date
         with FeatureBank(path) as fb:
             feats.append(fb.load())
             ids.append(fb.image_ids)
@@ -580,6 +584,9 @@ def extract_source(data_dir: str | Path, backbone: str | Backbone, source: str,
     _prepare_partial(partial, manifest, n_shards)
     n_chunks = -(-len(items) // chunk_size)
     mine = [k for k in range(n_chunks) if k % n_shards == i]
+    if force:  # recompute this shard's chunks
+        for k in mine:
+            _chunk_path(partial, k).unlink(missing_ok=True)
     pending = [k for k in mine if not _chunk_path(partial, k).is_file()]
     n_mine = _count(mine, chunk_size, len(items))
     n_pending = _count(pending, chunk_size, len(items))
