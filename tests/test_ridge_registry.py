@@ -9,8 +9,11 @@ import pytest
 from mlflow.exceptions import MlflowException
 
 from sbd.decoding.ridge import MultiRidge
+from sbd.decoding.tuning import normalise_params, params_from_tags
 from sbd.registry.common import model_name
-from sbd.registry.ridge_model import load_weights, log_ridge_model, register_ridge_model, save_weights
+from sbd.registry.ridge_model import (
+    load_weights, log_ridge_model, register_ridge_model, save_weights,
+)
 from sbd.registry.signatures import InvalidModelInput, column_names, validate_table
 
 N_VOXELS, DIM = 24, 10
@@ -47,6 +50,7 @@ def test_pyfunc_round_trip_through_registry_and_aliases(fitted):
     assert client.get_model_version_by_alias(name, "candidate").version == v2.version
     assert v2.tags["n_voxels"] == str(N_VOXELS) and v2.tags["alpha_mode"] == "per_target"
     assert v2.tags["backbone"] == "tiny" and float(v2.tags["val_score"]) == 0.70
+    assert params_from_tags(v2.tags) == normalise_params(params)
     v3, champ3 = register_ridge_model(info.model_uri, "unit", 1, "VC", "tiny", 0.90, params,
                                       n_voxels=N_VOXELS)
     assert champ3 and client.get_model_version_by_alias(name, "champion").version == v3.version

@@ -215,7 +215,7 @@ def voxel_scores(X: np.ndarray, Y: np.ndarray | None, method: str = "corr",
 
 
 def n_voxels_kept(n_voxels: int | float | None, v: int) -> int:
-    """Number of voxels kept of ``v``: None → all; int → that many; float in (0, 1] → fraction."""
+    """Voxels kept of ``v``: None → all; int → that many; float in (0, 1] → that fraction."""
     if n_voxels is None:
         return v
     if isinstance(n_voxels, (bool, np.bool_)):
@@ -383,7 +383,8 @@ class MultiRidge(RegressorMixin, BaseEstimator):
         if Y.shape[0] != X.shape[0]:
             raise ValueError(f"X has {X.shape[0]} samples but Y has {Y.shape[0]}.")
         if self.selection not in SELECTIONS:
-            raise ValueError(f"Unknown selection={self.selection!r}; valid: {', '.join(SELECTIONS)}.")
+            raise ValueError(f"Unknown selection={self.selection!r}; "
+                             f"valid: {', '.join(SELECTIONS)}.")
         alpha = _check_alpha(self.alpha, Y.shape[1])
         support = select_voxels(X, Y, self.n_voxels, self.selection, groups)
         Xc, x_mean, x_scale = center_scale(X[:, support], self.fit_intercept, self.standardize)

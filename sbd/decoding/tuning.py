@@ -53,7 +53,8 @@ from sbd.decoding.ridge import (
 __all__ = [
     "OBJECTIVES", "ALPHA_RANGE", "PER_TARGET_GRID", "PAPER_PARAMS", "PAPER_ADJUSTED_PARAMS",
     "grouped_folds", "score_predictions", "identification_accuracy", "FoldCache",
-    "normalise_params", "suggest_params", "evaluate_params", "per_target_alphas",
+    "normalise_params", "params_from_tags", "suggest_params", "evaluate_params",
+    "per_target_alphas",
     "fit_model", "out_of_fold_predictions", "make_storage", "create_study", "TuneResult",
     "tune", "log_study_summary",
 ]
@@ -183,7 +184,8 @@ class FoldFactors:
 
         With ``B = A diag(shrink)`` and row-centred ``Z̃``, ``ỹ``: the centred prediction of
         sample i is ``ỹ + B_i Z̃``, so its dot products with the validation targets are
-        ``h + B G`` and its squared norm ``ỹ·ỹ + 2 B_i·(Z̃ỹ) + B_i M B_iᵀ`` (``M = Z̃Z̃ᵀ``).
+        ``h + B G`` and its squared norm ``ỹ·ỹ + 2 B_i·(Z̃ỹ) + B_i M B_iᵀ``
+        (``M = Z̃Z̃ᵀ``).
         """
         F = self.fast
         B = self.A * shrinkage(self.s, alpha)
@@ -318,12 +320,19 @@ def normalise_params(params: dict[str, Any]) -> dict[str, Any]:
     if not (math.isfinite(out["alpha"]) and out["alpha"] > 0):
         raise ValueError(f"alpha must be positive, got {p['alpha']!r}.")
     if out["alpha_mode"] not in ALPHA_MODES:
-        raise ValueError(f"Unknown alpha_mode={out['alpha_mode']!r}; valid: {', '.join(ALPHA_MODES)}.")
+        raise ValueError(f"Unknown alpha_mode={out['alpha_mode']!r}; "
+                         f"valid: {', '.join(ALPHA_MODES)}.")
     if out["selection"] not in SELECTIONS:
         raise ValueError(f"Unknown selection={out['selection']!r}; valid: {', '.join(SELECTIONS)}.")
     if not 0 < out["voxel_frac"] <= 1:
         raise ValueError(f"voxel_frac must be in (0, 1], got {p['voxel_frac']!r}.")
     return out
+
+
+def params_from_tags(tags: dict[str, str]) -> dict[str, Any]:
+    """The tuning parameters stored as tags of a registered ridge version (other tags
+    ignored), typed: ``out_of_fold_predictions(X, Y, groups, params_from_tags(mv.tags))``."""
+    return normalise_params({k: tags[k] for k in PAPER_PARAMS if k in tags})
 
 
 def suggest_params(trial: optuna.Trial) -> dict[str, Any]:

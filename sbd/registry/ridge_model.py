@@ -79,7 +79,7 @@ class RidgePyfunc(mlflow.pyfunc.PythonModel):
         return self.estimator
 
     def predict_features(self, X: Any) -> np.ndarray:
-        """Predicted features (n × D, float32) for voxels ``X`` (DataFrame v0… or n × v array)."""
+        """Predicted features (n × D, float32) of voxels ``X`` (DataFrame v0… or n × v)."""
         model = self._fitted()
         arr = validate_table(X, model.n_features_in_, prefix="v", what="voxel")
         return model.predict(arr).astype(np.float32)

@@ -64,7 +64,8 @@ def validate_table(data: Any, n_columns: int, prefix: str = "v", what: str = "vo
     Parameters
     ----------
     data : DataFrame with columns ``{prefix}0 … {prefix}{n_columns-1}`` (any order; other
-        columns are an error), or a 2-D numeric array (n × n_columns); a Series or 1-D array is one row.
+        columns are an error), or a 2-D numeric array (n × n_columns); a Series or a 1-D
+        array is one row.
     n_columns : expected number of columns.
     prefix, what : column prefix and its name in messages (``"v"``/``"voxel"``).
 
