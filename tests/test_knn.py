@@ -181,15 +181,19 @@ def test_faiss_flat_equals_torch_exact_and_ivfpq_recall(bank_file, queries, metr
     assert 0.3 <= r <= 1.0
 
 
-def test_knn_pyfunc_roundtrip_and_bad_input(bank_file, queries):
+def test_knn_pyfunc_roundtrip_and_bad_input(bank_file, queries, tmp_path):
     path, X, wnids, _ = bank_file
     from sbd.registry.knn_model import KNNModel, log_knn_model
 
     lab = KNNLabeller(k=5, rule="weighted", temperature=0.3, top_k=3).fit(path)
     names = {w: f"name of {w}" for w in np.unique(wnids)}
+    moved = tmp_path / "moved.h5"
+    moved.write_bytes(path.read_bytes())
     with mlflow.start_run():
         info_art = log_knn_model(lab, path, name="knn", names=names)
-        info_ref = log_knn_model(lab, path, name="knn_ref", names=names, max_bank_mb=0)
+        info_gone = log_knn_model(lab, moved, name="knn_gone", names=names, max_bank_mb=0)
+        info_ref = log_knn_model(lab, path, name="knn_ref", names=names, max_bank_mb=0,
+                                 in_memory_mb=0)  # by reference, streamed from the file
     cols = [f"f{i}" for i in range(32)]
     df = pd.DataFrame(queries, columns=cols)
     want_w, want_s = lab.predict_ranked(queries)
@@ -203,8 +207,14 @@ def test_knn_pyfunc_roundtrip_and_bad_input(bank_file, queries):
                                    rtol=1e-6)
         assert out["name_1"][0] == names[out["wnid_1"][0]]
     py = mlflow.pyfunc.load_model(info_art.model_uri).unwrap_python_model()
-    assert isinstance(py, KNNModel)
+    assert isinstance(py, KNNModel) and isinstance(py.labeller.bank_, InMemoryBank)
+    ref = mlflow.pyfunc.load_model(info_ref.model_uri).unwrap_python_model()
+    assert isinstance(ref.labeller.bank_, FeatureBank) and ref.config["bank_ref"] == str(
+        path.resolve())
     np.testing.assert_array_equal(py.predict_ranked(queries)[0], want_w)  # arrays too
+    moved.unlink()
+    with pytest.raises(mlflow.exceptions.MlflowException, match="moved.h5.*is missing"):
+        mlflow.pyfunc.load_model(info_gone.model_uri)
     with pytest.raises(InvalidModelInput, match="NaN"):
         bad = queries.copy()
         bad[1, 3] = np.nan

@@ -5,6 +5,9 @@ Registered as ``sbd-<dataset>-<backbone>-knn``.  Input: a table with columns
 row per query with columns ``wnid_1..K``, ``name_1..K``, ``score_1..K``
 (:func:`sbd.decoding.decoder.ranked_frame`).
 
+Once loaded, a bank whose float16 features fit in ``in_memory_mb`` (config, default
+2 GiB) is held in memory, so a served model does not decompress it for every request.
+
 Artifacts: ``config.json`` (labeller parameters, backbone, dim), ``centroids.npy`` (class
 means, so loading needs no pass over the bank), ``names.json`` (wnid → name, so serving
 needs no WordNet) and ``bank.h5`` — the bank itself when it is at most ``max_bank_mb``,
@@ -33,13 +36,15 @@ from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, Schema
 
 from sbd.decoding.decoder import ranked_frame
-from sbd.decoding.knn import KNNLabeller
+from sbd.decoding.knn import InMemoryBank, KNNLabeller
+from sbd.features.bank import FeatureBank
 from sbd.registry import ridge_model
 from sbd.registry.signatures import feature_schema, validate_table
 
 __all__ = ["KNNModel", "log_knn_model", "output_schema", "bank_names", "pip_requirements"]
 
 DEFAULT_MAX_BANK_MB = 256.0
+IN_MEMORY_MB = 2048.0  # banks whose float16 features fit are held in memory once loaded
 
 
 def pip_requirements() -> list[str]:
@@ -81,6 +86,12 @@ class KNNModel(mlflow.pyfunc.PythonModel):
         self.config = cfg
         self.dim = int(cfg["dim"])
         self.names = json.loads(Path(arts["names"]).read_text())
+        bank = FeatureBank(bank)
+        if len(bank) * bank.dim * 2 <= float(cfg.get("in_memory_mb", IN_MEMORY_MB)) * 2**20:
+            # a served model answers many requests: decompress the bank once, keep float16
+            fb = bank
+            bank = InMemoryBank(fb.load(np.float16), fb.wnids, fb.image_ids, fb.backbone)
+            fb.close()
         self.labeller = KNNLabeller(**cfg["params"]).fit(bank, centroids=np.load(arts["centroids"]))
 
     def predict_ranked(self, features: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -95,7 +106,8 @@ class KNNModel(mlflow.pyfunc.PythonModel):
 
 def log_knn_model(labeller: KNNLabeller, bank_path: str | Path, name: str = "model",
                   max_bank_mb: float = DEFAULT_MAX_BANK_MB,
-                  names: dict[str, str] | None = None) -> Any:
+                  names: dict[str, str] | None = None,
+                  in_memory_mb: float = IN_MEMORY_MB) -> Any:
     """Log a fitted labeller as a pyfunc in the active run; returns the ``ModelInfo``.
 
     The bank file travels as an artifact when at most ``max_bank_mb``, else by reference
@@ -111,7 +123,8 @@ def log_knn_model(labeller: KNNLabeller, bank_path: str | Path, name: str = "mod
     cfg = {"params": params, "dim": int(labeller.bank_.dim),
            "backbone": str(getattr(labeller.bank_, "backbone", "") or ""),
            "n_bank": int(len(labeller.bank_)), "n_classes": int(len(labeller.classes_)),
-           "bank_mb": round(size_mb, 3), "bank_ref": str(bank_path) if by_ref else None}
+           "bank_mb": round(size_mb, 3), "bank_ref": str(bank_path) if by_ref else None,
+           "in_memory_mb": float(in_memory_mb)}
     names = names if names is not None else bank_names(labeller.classes_)
     top_k = min(int(labeller.top_k), len(labeller.classes_))
     with tempfile.TemporaryDirectory() as tmp:
