@@ -385,17 +385,19 @@ def render_glyph(char: str, fonts: Fonts, style: str = "color",
 
 def _background(rng: np.random.Generator, size: int) -> np.ndarray:
     """A random (size, size, 3) float32 background in [0, 255]."""
-    c1, c2 = rng.uniform(0, 255, 3), rng.uniform(0, 255, 3)
+    c1 = rng.uniform(0, 255, 3).astype(np.float32)
+    c2 = rng.uniform(0, 255, 3).astype(np.float32)
     kind = rng.integers(0, 5)
-    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / max(size - 1, 1)
+    axis = np.linspace(0.0, 1.0, size, dtype=np.float32)
+    yy, xx = axis[:, None], axis[None, :]
     if kind == 0:  # solid
         t = np.zeros((size, size), np.float32)
     elif kind == 1:  # linear gradient at a random angle
         a = rng.uniform(0, 2 * np.pi)
-        t = np.cos(a) * xx + np.sin(a) * yy
+        t = np.float32(np.cos(a)) * xx + np.float32(np.sin(a)) * yy
         t = (t - t.min()) / max(float(np.ptp(t)), 1e-6)
     elif kind == 2:  # radial gradient
-        cx, cy = rng.uniform(0, 1, 2)
+        cx, cy = rng.uniform(0, 1, 2).astype(np.float32)
         t = np.sqrt((xx - cx) ** 2 + (yy - cy) ** 2)
         t = t / max(float(t.max()), 1e-6)
     elif kind == 3:  # smooth random texture
@@ -405,8 +407,10 @@ def _background(rng: np.random.Generator, size: int) -> np.ndarray:
     else:  # stripes
         a = rng.uniform(0, np.pi)
         f = rng.uniform(3, 12)
-        t = 0.5 + 0.5 * np.sin(2 * np.pi * f * (np.cos(a) * xx + np.sin(a) * yy))
-    return c1 * (1 - t[..., None]) + c2 * t[..., None]
+        t = 0.5 + 0.5 * np.sin(np.float32(2 * np.pi * f)
+                               * (np.float32(np.cos(a)) * xx + np.float32(np.sin(a)) * yy))
+    t = np.broadcast_to(t, (size, size)).astype(np.float32)
+    return c1 + (c2 - c1) * t[..., None]
 
 
 def _jitter(glyph: Image.Image, rng: np.random.Generator) -> Image.Image:
@@ -451,5 +455,6 @@ def compose(glyph: Image.Image, rng: np.random.Generator, size: int = 256) -> Im
     if rng.random() < 0.3:
         bg = bg.filter(ImageFilter.GaussianBlur(float(rng.uniform(0.3, 1.2))))
     arr = np.asarray(bg, np.float32)
-    arr = arr + rng.normal(0.0, rng.uniform(0.0, 12.0), arr.shape)
-    return Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
+    arr += rng.standard_normal(arr.shape, dtype=np.float32) * np.float32(rng.uniform(0.0, 12.0))
+    np.clip(arr, 0, 255, out=arr)
+    return Image.fromarray(arr.astype(np.uint8))
