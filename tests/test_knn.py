@@ -221,3 +221,17 @@ def test_knn_pyfunc_roundtrip_and_bad_input(bank_file, queries, tmp_path):
         py.predict(None, bad)
     with pytest.raises(InvalidModelInput, match="expected 32 feature columns"):
         py.predict(None, queries[:, :5])
+
+
+def test_fewer_rows_than_k_after_exclusion():
+    X = np.random.default_rng(0).normal(size=(6, 4))
+    wnids = ["n01440764"] * 2 + ["n01443537"] * 2 + ["n01484850"] * 2
+    classes, codes = knn.class_codes(wnids)
+    exclude = np.array([1, 1, 1, 1, 0, 1], bool)
+    nb = exact_search(X[:2], InMemoryBank(X, wnids), 4, codes=codes, exclude=exclude)
+    assert (nb.indices[:, 0] == 4).all() and (nb.indices[:, 1:] == -1).all()
+    assert (nb.wnids[:, 1:] == "").all() and np.isinf(nb.distances[:, 1:]).all()
+    for rule in ("vote", "weighted"):
+        w, s = rank_labels(nb, classes, rule, k=4, top_k=3,
+                           centroid_dist=np.zeros((2, 3), np.float32))
+        assert (w[:, 0] == "n01484850").all() and np.isfinite(s).all()

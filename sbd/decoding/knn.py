@@ -314,6 +314,7 @@ def exact_search(queries: Any, bank: Any, k: int = 5, metric: str = "euclidean",
     Returns
     -------
     Neighbours
+        Index -1 / wnid "" / distance inf where fewer than k rows are left.
     """
     _check_choice("metric", metric, METRICS)
     bank = open_bank(bank)
@@ -378,7 +379,12 @@ def exact_search(queries: Any, bank: Any, k: int = 5, metric: str = "euclidean",
                 out_c[q0:q0 + nq] = _finish(cls_d, q_const, metric).numpy()
     wn = getattr(bank, "wnids", None)
     wn = np.asarray(wn if wn is not None else np.full(n_bank, ""), dtype=str)
-    return Neighbours(out_i, out_d, wn[out_i], out_c, None, metric)
+    labels = wn[out_i]
+    missing = ~np.isfinite(out_d)  # fewer than k rows left after `exclude`
+    if missing.any():
+        out_i[missing] = -1
+        labels[missing] = ""
+    return Neighbours(out_i, out_d, labels, out_c, None, metric)
 
 
 def class_centroids(bank: Any, codes: np.ndarray, n_classes: int, metric: str = "euclidean",
@@ -462,14 +468,16 @@ def rank_labels(neighbours: Neighbours, classes: np.ndarray, rule: str = "neares
             if k < 1:
                 raise ValueError(f"k must be >= 1, got {k}.")
             pos = np.searchsorted(classes, neighbours.wnids[:, :k])
+            found = np.isfinite(neighbours.distances[:, :k])  # fewer rows than k left
             if rule == "vote":
-                w = np.full((n, k), 1.0 / k)
+                w = found / k
             else:
                 if not temperature > 0:
                     raise ValueError(f"temperature must be > 0, got {temperature!r}.")
-                d = neighbours.distances[:, :k].astype(np.float64)
-                scale = np.maximum(d.mean(1, keepdims=True), _EPS) * float(temperature)
-                logits = -d / scale
+                d = np.where(found, neighbours.distances[:, :k], 0.0).astype(np.float64)
+                mean = d.sum(1, keepdims=True) / np.maximum(found.sum(1, keepdims=True), 1)
+                logits = np.where(found, -d / (np.maximum(mean, _EPS) * float(temperature)),
+                                  -np.inf)
                 logits -= logits.max(1, keepdims=True)
                 w = np.exp(logits)
                 w /= w.sum(1, keepdims=True)
