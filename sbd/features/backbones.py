@@ -16,6 +16,9 @@ name                   dim    weights
 torchvision weights come from its cache (``$TORCH_HOME/hub/checkpoints``, default
 ``~/.cache/torch/hub/checkpoints``) and are downloaded there when missing; when that is
 impossible the error names the file and the folder where to put it.
+
+Inference: cuda when available, else cpu; ``torch.inference_mode``; channels-last memory
+format (faster with oneDNN on the CPU and cuDNN on the GPU); fp16 autocast on cuda.
 """
 
 from __future__ import annotations

@@ -430,7 +430,6 @@ def _alive(pid: int) -> bool:
 def _stimulus_reference(data_dir: Path, bb: Backbone | str, **kw) -> tuple[np.ndarray, np.ndarray]:
     """Unit-norm stimulus features (S, D) float32 and their image ids (S,), extracting the
     stimulus sets whose files are missing or out of date; empty without stimulus folders."""
-    name = bb if isinstance(bb, str) else bb.name
     feats, ids = [], []
     for s in layout.STIMULUS_SETS:
         if not layout.images_dir(data_dir, s).is_dir():
