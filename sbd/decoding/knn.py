@@ -691,10 +691,6 @@ class FaissIndex:
         else:
             if d % self.m:
                 raise ValueError(f"IVF-PQ m={self.m} must divide the feature dim {d}.")
-            nlist = max(1, min(self.nlist, len(bank) // 39))
-            quant = faiss.IndexFlatIP(d) if ip else faiss.IndexFlatL2(d)
-            mt = faiss.METRIC_INNER_PRODUCT if ip else faiss.METRIC_L2
-            index = faiss.IndexIVFPQ(quant, d, nlist, self.m, self.nbits, mt)
             sample = []
             got = 0
             for _, block in iter_blocks(bank, block_size):
@@ -702,7 +698,14 @@ class FaissIndex:
                 got += len(block)
                 if got >= self.train_size:
                     break
-            index.train(np.concatenate(sample)[:self.train_size])
+            train = np.concatenate(sample)[:self.train_size]
+            # small banks: fewer cells (>= 39 points each) and fewer PQ centroids (2**nbits)
+            nlist = max(1, min(self.nlist, len(train) // 39))
+            self.nbits_ = max(1, min(self.nbits, int(np.log2(len(train)))))
+            quant = faiss.IndexFlatIP(d) if ip else faiss.IndexFlatL2(d)
+            mt = faiss.METRIC_INNER_PRODUCT if ip else faiss.METRIC_L2
+            index = faiss.IndexIVFPQ(quant, d, nlist, self.m, self.nbits_, mt)
+            index.train(train)
             index.nprobe = min(self.nprobe, nlist)
         for _, block in iter_blocks(bank, block_size):
             index.add(self._prep(block))
