@@ -48,8 +48,14 @@ def main() -> None:
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--alphas", type=int, default=50)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--quick", action="store_true", help="300 × 900 → 256, 10 alphas")
+    ap.add_argument("--quick", action="store_true", help="320 × 900 → 256, 10 alphas")
+    ap.add_argument("--threads", type=int, default=0,
+                    help="BLAS threads for both sides (threadpoolctl); 0: leave as is")
     args = ap.parse_args()
+    if args.threads:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(args.threads)
     if args.quick:
         args.categories, args.voxels, args.features, args.alphas = 40, 900, 256, 10
         args.per_category = 8
@@ -91,6 +97,7 @@ def main() -> None:
         "n_samples": int(X.shape[0]), "n_voxels": int(X.shape[1]), "n_features": int(Y.shape[1]),
         "n_folds": len(cache.folds), "n_alphas": len(alphas),
         "n_decompositions": cache.n_decompositions, "cpus": os.cpu_count(),
+        "blas_threads": args.threads or "default", "load_avg_1min": round(os.getloadavg()[0], 1),
         "machine": platform.machine(),
     }
     print(json.dumps(figures))
