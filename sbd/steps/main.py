@@ -42,9 +42,14 @@ def _split(text: str | list | tuple, what: str, valid: tuple[str, ...] | None = 
 
 
 def run(dataset: str = "phantom", data_dir: str = "", preset: str = "default",
-        subjects: str = "1", rois: str = "VC", backbone: str = "", n_trials: int = 30,
+        snr: float = -1.0, subjects: str = "1", rois: str = "VC", backbone: str = "", n_trials: int = 30,
         generator: str = "", seed: int = 0, force: bool = False) -> str:
-    """Run the chain; returns the parent run id."""
+    """Run the chain; returns the parent run id.
+
+    ``subjects`` and ``rois`` are comma-separated lists (an ROI sweep: ``rois="V1,V2,…"``);
+    ``snr`` < 0 keeps the phantom preset's calibrated value; ``backbone`` and ``generator``
+    empty pick the dataset's defaults (phantom: efficientnet-lite0 + tiny; god: resnet50 + sd).
+    """
     from sbd.features.backbones import resolve_backbone
     from sbd.steps import (build_decoder, evaluate, extract_features, generate,
                            prepare_data, train_knn, train_ridge)
@@ -54,7 +59,7 @@ def run(dataset: str = "phantom", data_dir: str = "", preset: str = "default",
     roi_list = _split(rois, "rois", ROIS)
     backbone = resolve_backbone(dataset, backbone)
     generator = generator or DEFAULT_GENERATOR[dataset]
-    params = dict(dataset=dataset, data_dir=data_dir, preset=preset, subjects=subjects,
+    params = dict(dataset=dataset, data_dir=data_dir, preset=preset, snr=snr, subjects=subjects,
                   rois=rois, backbone=backbone, n_trials=n_trials, generator=generator,
                   seed=seed, force=force)
     with tracking.step_run("main", params) as parent:
@@ -67,9 +72,13 @@ def run(dataset: str = "phantom", data_dir: str = "", preset: str = "default",
             return run_id
 
         data_run = step("prepare_data", prepare_data.run, dataset=dataset, data_dir=root,
-                        preset=preset, seed=seed)
+                        preset=preset, snr=snr, seed=seed)
         feat_run = step("extract_features", extract_features.run, [data_run], dataset=dataset,
                         data_dir=root, backbone=backbone, source="all")
+        client = mlflow.MlflowClient()
+        # the tiny generator trains once per dataset; a small phantom gets a short training
+        gen_opts = ({"tiny_preset": "small" if preset == "small" else "default"}
+                    if generator == "tiny" else {})
         rows, grids = [], []
         for subject in subject_list:
             for roi in roi_list:
@@ -81,14 +90,17 @@ def run(dataset: str = "phantom", data_dir: str = "", preset: str = "default",
                                n_trials=n_trials, seed=seed)
                 dec_run = step("build_decoder", build_decoder.run, [ridge_run, knn_run],
                                dataset=dataset, subject=subject, roi=roi, backbone=backbone)
-                decoder = f"models:/{model_name('decoder', dataset, subject, roi)}@champion"
+                # the exact version this chain built (champion moves only when better)
+                decoder = client.get_run(dec_run).data.tags.get(
+                    "sbd.decoder_uri",
+                    f"models:/{model_name('decoder', dataset, subject, roi)}@champion")
                 gen_run = step("generate", generate.run, [dec_run], decoder=decoder,
                                dataset=dataset, data_dir=root, subject=subject, roi=roi,
-                               generator=generator, seed=seed)
+                               generator=generator, seed=seed, **gen_opts)
                 eval_run = step("evaluate", evaluate.run, [dec_run, gen_run], decoder=decoder,
                                 dataset=dataset, data_dir=root, subject=subject, roi=roi,
                                 generate_run=gen_run, seed=seed)
-                metrics = mlflow.MlflowClient().get_run(eval_run).data.metrics
+                metrics = client.get_run(eval_run).data.metrics
                 rows.append({"subject": subject, "roi": roi, "evaluate_run": eval_run,
                              **{m: metrics.get(m) for m in SUMMARY_METRICS}})
                 grids.append((subject, roi, gen_run))
