@@ -1,0 +1,227 @@
+"""The ``generate`` step: decoded labels of every test sample → generated images, all logged.
+
+For each test sample (voxels of ``sbd.data.god.load(data_dir, subject, roi, "test")``) the
+decoder (default ``models:/sbd-<dataset>-s<subject>-<roi>-decoder@champion``) ranks labels;
+the generator draws ``n_per_label`` images for each of the ``top_k`` first. Artifacts::
+
+    generated/<sample_id>/rank<r>_<wnid>_<n>.png   every generated image (mlflow.log_image)
+    stimuli/<sample_id>.png                          the seen image
+    grids/<sample_id>.png                            stimulus | decoded top-k names | generated
+    grids/overview.png                               all sample grids, stacked
+    generation.json (mlflow.log_table), generation.csv
+        sample_id, image_id, true_wnid, true_name, decoded_wnids, decoded_names, scores,
+        image_paths, stimulus_path   (lists ";"-joined; paths relative to the run's artifacts)
+    blanked.csv                                      images the safety checker blanked (if any)
+
+``sample_id`` is ``<row:03d>_<image_id>``. Image seeds: :func:`sbd.generate.generators.image_seed`
+of ``(seed, row, wnid, n)``. Metrics: ``generate/n_images``, ``generate/n_blanked``,
+``generate/seconds_per_image``. Tags: ``sbd.decoder_uri``, ``sbd.dataset``, ``sbd.subject``,
+``sbd.roi``, ``sbd.generator``, ``sbd.model_id``.
+
+``generator=tiny`` with no ``model_id`` uses ``models:/sbd-<dataset>-tiny-generator@champion``;
+when that is not registered yet it is trained first (:func:`train_tiny`, preset
+``tiny_preset``; ``tiny_preset="none"`` makes its absence an error instead).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+from PIL import Image
+from tqdm.auto import tqdm
+
+from sbd.data.layout import resolve_data_dir
+from sbd.registry.common import model_name
+from sbd.tracking import step_run
+
+log = logging.getLogger(__name__)
+
+COLUMNS = ("sample_id", "image_id", "true_wnid", "true_name", "decoded_wnids", "decoded_names",
+           "scores", "image_paths", "stimulus_path")
+STIMULUS_SIZE = 256
+
+
+def default_decoder_uri(dataset: str, subject: int, roi: str) -> str:
+    return f"models:/{model_name('decoder', dataset, subject, roi)}@champion"
+
+
+def tiny_model_uri(dataset: str) -> str:
+    from sbd.generate.tiny import MODEL_NAME
+
+    return f"models:/{MODEL_NAME.format(dataset=dataset)}@champion"
+
+
+def _registered(uri: str) -> bool:
+    from mlflow.exceptions import MlflowException
+
+    name, _, alias = uri[len("models:/"):].partition("@")
+    try:
+        mlflow.MlflowClient().get_model_version_by_alias(name, alias)
+        return True
+    except MlflowException:
+        return False
+
+
+def train_tiny(dataset: str, data_dir: str | Path, preset: str = "default",
+               work_dir: str | Path | None = None, eval_classes: int = 100,
+               progress: bool = True, **overrides: Any) -> str:
+    """Train, evaluate, log and register the tiny model of ``dataset`` in a ``train_tiny`` run.
+
+    The run is nested under the active run (if any). The kNN top-1 accuracy of its samples
+    is the registered version's ``val_score``. ``work_dir`` (default
+    ``<data_dir>/tiny/<preset>``) keeps the checkpoint, so an interrupted training resumes.
+    Returns the registered model URI (``models:/sbd-<dataset>-tiny-generator/<version>``).
+    """
+    from sbd.generate import tiny
+
+    data_dir = resolve_data_dir(dataset, data_dir)
+    cfg = tiny.resolve_config(preset, **overrides)
+    work = Path(work_dir) if work_dir else data_dir / "tiny" / preset
+    params = {"dataset": dataset, "data_dir": str(data_dir), "preset": preset,
+              **{k: v for k, v in cfg.to_dict().items()}}
+    with step_run("train_tiny", params, tags={"sbd.dataset": dataset}):
+        pipe = tiny.train(data_dir, work, cfg, progress=progress)
+        mlflow.log_metrics({f"tiny/{k}": float(v) for k, v in pipe.info.items()})
+        figures = tiny.evaluate(pipe, data_dir, n_classes=eval_classes, progress=progress)
+        mlflow.log_metrics({f"tiny/{k}": float(v) for k, v in figures.items()})
+        grid = tiny.sample_sheet(pipe, n_classes=16, n_per_class=4)
+        mlflow.log_image(grid, artifact_file="tiny/samples.png")
+        return tiny.log_model(work / "pipeline", dataset, score=figures["knn_top1_acc"],
+                              tags={"preset": preset, **{k: v for k, v in figures.items()}})
+
+
+def _stimulus_image(path: Path | None) -> Image.Image | None:
+    if path is None:
+        return None
+    with Image.open(path) as im:
+        im = im.convert("RGB")
+        im.thumbnail((STIMULUS_SIZE, STIMULUS_SIZE))
+        return im
+
+
+def run(decoder: str = "", dataset: str = "phantom", data_dir: str = "", subject: int = 1,
+        roi: str = "VC", generator: str = "tiny", model_id: str = "", steps: int = 0,
+        guidance: float = -1.0, top_k: int = 3, n_per_label: int = 1, seed: int = 0,
+        device: str = "auto", tiny_preset: str = "default", limit: int = 0,
+        progress: bool = True) -> str:
+    """Generate images for the decoded labels of every test sample; returns the run id.
+
+    Parameters
+    ----------
+    decoder : decoder model URI ("" → the champion decoder of dataset/subject/roi).
+    generator : ``sd``, ``dit`` or ``tiny``; ``model_id`` its weights ("" → its default).
+    steps : denoising steps (0 → the generator's default).
+    guidance : guidance scale (< 0 → the generator's default).
+    top_k : labels per sample (at most the decoder's K); ``n_per_label`` images per label.
+    seed : base seed of every image. ``device``: auto, cpu, cuda.
+    tiny_preset : preset used to train the tiny model when none is registered ("none":
+        do not train, fail instead).
+    limit : only the first ``limit`` test samples (0 = all).
+    """
+    from sbd.data import god
+    from sbd.decoding.decoder import ranked_scores, ranked_wnids
+    from sbd.generate import grids
+    from sbd.generate.generators import GENERATORS, get_generator
+    from sbd.metrics import wordnet
+
+    if generator not in GENERATORS:
+        raise ValueError(f"Unknown generator={generator!r}; valid: {', '.join(GENERATORS)}.")
+    if int(top_k) < 1 or int(n_per_label) < 1:
+        raise ValueError(f"top_k and n_per_label must be >= 1, got {top_k}, {n_per_label}.")
+    data_root = resolve_data_dir(dataset, data_dir)
+    decoder_uri = decoder or default_decoder_uri(dataset, subject, roi)
+    params = dict(decoder=decoder, dataset=dataset, data_dir=data_dir, subject=int(subject),
+                  roi=roi, generator=generator, model_id=model_id, steps=int(steps),
+                  guidance=float(guidance), top_k=int(top_k), n_per_label=int(n_per_label),
+                  seed=int(seed), device=device)
+    tags = {"sbd.decoder_uri": decoder_uri, "sbd.dataset": dataset, "sbd.subject": str(int(subject)),
+            "sbd.roi": roi, "sbd.generator": generator}
+    with step_run("generate", params, tags=tags) as active:
+        test = god.load(data_root, int(subject), roi, "test")
+        n = len(test.image_ids) if not limit else min(int(limit), len(test.image_ids))
+        model = mlflow.pyfunc.load_model(decoder_uri)
+        cols = [f"v{i}" for i in range(test.voxels.shape[1])]
+        ranked = model.predict(pd.DataFrame(test.voxels[:n].astype(np.float64), columns=cols))
+        all_wnids = ranked_wnids(ranked)
+        all_scores = ranked_scores(ranked)
+        k = min(int(top_k), len(all_wnids[0]))
+        if k < int(top_k):
+            log.warning("The decoder ranks %d labels; top_k=%d reduced to %d.", k, top_k, k)
+
+        gen_model_id = model_id or None
+        if generator == "tiny" and not model_id:
+            gen_model_id = tiny_model_uri(dataset)
+            if not _registered(gen_model_id):
+                if tiny_preset in ("", "none"):
+                    raise ValueError(f"No registered tiny model {gen_model_id} and tiny_preset="
+                                     f"{tiny_preset!r}: train one (sbd.steps.generate.train_tiny).")
+                log.info("No registered tiny model for %s: training one (preset %r).",
+                         dataset, tiny_preset)
+                gen_model_id = train_tiny(dataset, data_root, tiny_preset, progress=progress)
+        mlflow.set_tag("sbd.model_id", str(gen_model_id or GENERATORS[generator].default_model_id))
+        gen = get_generator(generator, gen_model_id, device=device,
+                            steps=int(steps) or None, guidance=float(guidance))
+
+        stim_paths, missing = god.stimulus_paths(data_root, test.image_ids[:n], "test")
+        if missing:
+            log.warning("%d test stimulus image(s) missing (e.g. %s): grey tiles.",
+                        len(missing), missing[0])
+        rows, grid_rows, blanked = [], [], []
+        t0 = time.perf_counter()
+        n_images = 0
+        for i in tqdm(range(n), desc="generate", unit="sample", disable=not progress):
+            image_id = test.image_ids[i]
+            sid = f"{i:03d}_{image_id}"
+            wnids, scores = all_wnids[i][:k], all_scores[i][:k]
+            images = gen.generate(wnids, seed=int(seed), n_per_label=int(n_per_label), sample=i)
+            paths = []
+            for r, (w, imgs) in enumerate(zip(wnids, images), start=1):
+                for j, img in enumerate(imgs):
+                    path = f"generated/{sid}/rank{r}_{w}_{j}.png"
+                    mlflow.log_image(img, artifact_file=path)
+                    paths.append(path)
+                    n_images += 1
+                    if img.info.get("sbd.blanked") == "true":
+                        blanked.append({"sample_id": sid, "path": path, "wnid": w,
+                                        "seed": img.info.get("sbd.seed", "")})
+            stim = _stimulus_image(stim_paths[i])
+            stim_path = f"stimuli/{sid}.png"
+            if stim is not None:
+                mlflow.log_image(stim, artifact_file=stim_path)
+            names = [wordnet.name(w) for w in wnids]
+            true_name = wordnet.name(test.wnids[i])
+            grid = grids.sample_grid(stim, images, names, list(scores), true_name=true_name,
+                                     title=sid)
+            mlflow.log_image(grid, artifact_file=f"grids/{sid}.png")
+            grid_rows.append(grid)
+            rows.append({"sample_id": sid, "image_id": image_id, "true_wnid": test.wnids[i],
+                         "true_name": true_name, "decoded_wnids": ";".join(wnids),
+                         "decoded_names": ";".join(names),
+                         "scores": ";".join(f"{s:.6g}" for s in scores),
+                         "image_paths": ";".join(paths),
+                         "stimulus_path": stim_path if stim is not None else ""})
+        seconds = time.perf_counter() - t0
+        mlflow.log_image(grids.overview_grid(grid_rows), artifact_file="grids/overview.png")
+        table = pd.DataFrame(rows, columns=list(COLUMNS))
+        mlflow.log_table(table, artifact_file="generation.json")
+        mlflow.log_text(table.to_csv(index=False), "generation.csv")
+        if blanked:
+            buf = io.StringIO()
+            w = csv.DictWriter(buf, fieldnames=list(blanked[0]))
+            w.writeheader()
+            w.writerows(blanked)
+            mlflow.log_text(buf.getvalue(), "blanked.csv")
+            log.warning("The safety checker blanked %d of %d images (listed in blanked.csv).",
+                        len(blanked), n_images)
+        mlflow.log_metrics({"generate/n_images": n_images, "generate/n_blanked": len(blanked),
+                            "generate/seconds_per_image": seconds / max(1, n_images)})
+        return active.info.run_id
