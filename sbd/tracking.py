@@ -43,6 +43,16 @@ def _param_str(value: Any) -> str:
     return "" if value is None else str(value)
 
 
+def default_run_name(entry_point: str, params: dict[str, Any]) -> str:
+    """``<entry point> [s<subject>] [<roi>]``: runs of one sweep tell apart in the UI."""
+    parts = [entry_point]
+    if params.get("subject") not in (None, ""):
+        parts.append(f"s{_param_str(params['subject'])}")
+    if params.get("roi"):
+        parts.append(str(params["roi"]))
+    return " ".join(parts)
+
+
 @contextmanager
 def step_run(entry_point: str, params: dict[str, Any], run_name: str | None = None,
              tags: dict[str, str] | None = None) -> Iterator[mlflow.ActiveRun]:
@@ -57,7 +67,8 @@ def step_run(entry_point: str, params: dict[str, Any], run_name: str | None = No
     if resuming:
         run = mlflow.start_run(run_id=os.environ["MLFLOW_RUN_ID"])
     else:
-        run = mlflow.start_run(run_name=run_name or entry_point, nested=active is not None)
+        run = mlflow.start_run(run_name=run_name or default_run_name(entry_point, params),
+                               nested=active is not None)
     with run:
         existing = mlflow.get_run(run.info.run_id).data.params
         new = {k: _param_str(v) for k, v in params.items() if k not in existing}

@@ -32,6 +32,11 @@ def test_step_run_logs_params_and_tags(mlflow_store):
     assert run.info.status == "FINISHED"
 
 
+def test_default_run_names_tell_subject_and_roi_apart():
+    assert tracking.default_run_name("evaluate", {"subject": 2, "roi": "V1"}) == "evaluate s2 V1"
+    assert tracking.default_run_name("prepare_data", {"dataset": "phantom"}) == "prepare_data"
+
+
 def test_step_run_nests_under_an_active_run(mlflow_store):
     with mlflow.start_run() as parent:
         child = toy_step(1)
