@@ -35,8 +35,9 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageFont
 
 __all__ = [
-    "ALLOWED_LEXNAMES", "EMOJI_RANGES", "OVERRIDES", "Category", "Fonts",
-    "find_fonts", "categories", "is_physical", "render_glyph", "compose", "COLOR_SIZE",
+    "ALLOWED_LEXNAMES", "EMOJI_RANGES", "OVERRIDES", "Category", "Fonts", "COLOR_SIZE",
+    "find_fonts", "categories", "is_physical", "synset_of_codepoint", "table_sha256",
+    "render_glyph", "compose",
 ]
 
 COLOR_SIZE = 109  # the only size of Noto Color Emoji's bitmap strikes (CBDT)
