@@ -35,6 +35,7 @@ def test_phantom_step_reuses_the_build_and_logs_the_manifest(phantom_dir, tmp_pa
     assert run.data.metrics["data/n_test_categories"] == phantom.PRESETS["small"].n_test_categories
     manifest = json.loads(_artifact_text(run_id, "data/phantom_manifest.json"))
     assert manifest == phantom.read_manifest(root)
+    assert run.data.tags["sbd.data.fmri_key"] == manifest["fmri_key"]
 
 
 def test_god_step_logs_the_report(phantom_dir, tmp_path):

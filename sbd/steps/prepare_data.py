@@ -2,7 +2,9 @@
 
 ``dataset=phantom``: :func:`sbd.data.phantom.build` (a no-op when the folder already holds
 the same build); logs the manifest (``data/phantom_manifest.json``), the sizes as metrics
-(``data/n_train_images``…) and tags ``sbd.data.reused`` / ``sbd.data.images_reused``.
+(``data/n_train_images``…) and tags ``sbd.data.reused`` / ``sbd.data.images_reused`` and
+``sbd.data.image_key`` / ``sbd.data.fmri_key`` (the build's identity: one ``data_dir`` holds
+one build at a time, so a cached run is valid only while they match the manifest on disk).
 
 ``dataset=god``: :func:`sbd.data.god.validate`; logs the report as ``data/validation.json``
 and ``data/validation.txt`` (per subject: ROIs with voxel counts, train/test/imagery sample
@@ -91,7 +93,11 @@ def _phantom(root: Path, preset: str, snr: float | None, seed: int,
     })
     mlflow.set_tags({"sbd.data.reused": str(reused).lower(),
                      "sbd.data.images_reused": str(bool(manifest.get("images_reused"))).lower(),
-                     "sbd.data.manifest": str((root / phantom.MANIFEST_NAME).resolve())})
+                     "sbd.data.manifest": str((root / phantom.MANIFEST_NAME).resolve()),
+                     # what is on disk: a cached run is still valid only while these match
+                     # phantom.read_manifest(data_dir)
+                     "sbd.data.image_key": manifest["image_key"],
+                     "sbd.data.fmri_key": manifest["fmri_key"]})
     _log_text(phantom.MANIFEST_NAME, json.dumps(manifest, indent=1, sort_keys=True))
     log.info("phantom %s in %s (%d train / %d test categories, %d subjects)",
              "reused" if reused else "built", root, sizes["train_categories"],
