@@ -15,7 +15,8 @@ parser.add_argument("--data-dir", default="")
 parser.add_argument("--preset", default="default", help="phantom preset: default or small")
 parser.add_argument("--snr", type=float, default=-1.0, help="phantom SNR; negative: the preset's")
 parser.add_argument("--seed", type=as_int, default=0)
-parser.add_argument("--n-subjects", type=as_int, default=0, help="phantom subjects; 0: the preset's")
+parser.add_argument("--n-subjects", type=as_int, default=0,
+                    help="phantom subjects; 0: the preset's")
 args = parser.parse_args()
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
 try:

@@ -18,7 +18,8 @@ stimulus, part of them drawn from a second (outline) font.
 **Voxels** are simulated per ROI and subject. For each stimulus image ``i`` and voxel ``v``::
 
     s_v(i) = z( sqrt(1 - w_roi) * z(RF_v · lowlevel(i)) + sqrt(w_roi) * z(B_v · cnn(i)) )
-    x_v(t) = base_v + scale_v * ( sqrt(snr_s) * g_v * s_v(i_t) + e_v(t) + c_v * e(t) + drift_v(run_t, t) )
+    x_v(t) = base_v + scale_v * (sqrt(snr_s) * g_v * s_v(i_t) + e_v(t) + c_v * e(t)
+                                 + drift_v(run_t, t))
 
 ``lowlevel`` = 16×16 maps of luminance, edge energy and two colour-opponent channels;
 ``RF_v`` a Gaussian receptive field (size grows V1 → V4) with random channel weights;
@@ -676,7 +677,8 @@ def build(data_dir: str | Path, preset: str = "default", snr: float | None = Non
         if reuse_images:
             outputs[rel] = old["outputs"][rel]
         else:
-            outputs[rel] = _file_record(root, rel) if rel.endswith(".npz") else _tree_record(root, rel)
+            record = _file_record if rel.endswith(".npz") else _tree_record
+            outputs[rel] = record(root, rel)
     for rel in _fmri_outputs(cfg.n_subjects):
         outputs[rel] = _file_record(root, rel)
     manifest = {

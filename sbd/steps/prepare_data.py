@@ -44,7 +44,8 @@ def report_text(report: dict[str, Any]) -> str:
     for sid, sub in sorted((report.get("subjects") or {}).items(), key=lambda kv: int(kv[0])):
         lines += ["", f"subject {sid}: {sub.get('file')}"]
         if sub.get("rois"):
-            lines.append("  ROIs (voxels): " + ", ".join(f"{r} {n}" for r, n in sub["rois"].items()))
+            lines.append("  ROIs (voxels): "
+                         + ", ".join(f"{r} {n}" for r, n in sub["rois"].items()))
         if sub.get("samples"):
             lines.append("  samples: " + ", ".join(f"{k} {v}" for k, v in sub["samples"].items()))
         if sub.get("images"):
@@ -114,8 +115,8 @@ def _god(root: Path) -> None:
     subjects = report.get("subjects") or {}
     mlflow.log_metrics({"data/n_subjects": len(subjects),
                         "data/n_problems": len(report.get("problems", [])),
-                        "data/n_missing_images": sum(len(v) for v in
-                                                     (report.get("missing_images") or {}).values())})
+                        "data/n_missing_images": sum(
+                            len(v) for v in (report.get("missing_images") or {}).values())})
     mlflow.set_tag("sbd.data.valid", str(bool(report.get("ok"))).lower())
     log.info("%s", text)
     if not report.get("ok"):
