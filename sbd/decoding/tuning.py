@@ -54,7 +54,7 @@ __all__ = [
     "OBJECTIVES", "ALPHA_RANGE", "PER_TARGET_GRID", "PAPER_PARAMS", "PAPER_ADJUSTED_PARAMS",
     "grouped_folds", "score_predictions", "identification_accuracy", "FoldCache",
     "normalise_params", "params_from_tags", "suggest_params", "evaluate_params",
-    "per_target_alphas",
+    "per_target_window", "per_target_alphas",
     "fit_model", "out_of_fold_predictions", "make_storage", "create_study", "TuneResult",
     "tune", "log_study_summary",
 ]
@@ -228,7 +228,7 @@ class FoldCache:
         self.max_bytes = max_bytes
         self._scores: dict[tuple[int, str], np.ndarray] = {}
         self._factors: OrderedDict[tuple, FoldFactors] = OrderedDict()
-        self._loo: dict[tuple, np.ndarray] = {}
+        self._loo: dict[tuple, dict[int, np.ndarray]] = {}
         self.n_decompositions = 0
 
     @property
@@ -275,17 +275,22 @@ class FoldCache:
             _, old = self._factors.popitem(last=False)
             total -= old.nbytes
 
-    def loo_errors(self, fold: int, n_keep: int, selection: str, standardize: bool
-                   ) -> np.ndarray:
-        """Leave-one-category-out error (len(PER_TARGET_GRID) × d) on the training fold."""
+    def loo_errors(self, fold: int, n_keep: int, selection: str, standardize: bool,
+                   indices: np.ndarray) -> np.ndarray:
+        """Leave-one-category-out errors (len(indices) × d) on the training fold, for the
+        alphas ``PER_TARGET_GRID[indices]`` (each computed once, then cached)."""
         key = self._key(fold, n_keep, selection, standardize)
-        if key not in self._loo:
+        done = self._loo.setdefault(key, {})
+        missing = [int(i) for i in indices if int(i) not in done]
+        if missing:
             fac = self.factors(fold, n_keep, selection, standardize)
             tr, _ = self.folds[fold]
             Yc = self.Y[tr] - fac.y_mean
             dec = RidgeDecomposition(fac.U, fac.s, None)
-            self._loo[key] = grouped_loo_errors(dec, fac.Z, Yc, self.groups[tr], PER_TARGET_GRID)
-        return self._loo[key]
+            errors = grouped_loo_errors(dec, fac.Z, Yc, self.groups[tr],
+                                        PER_TARGET_GRID[missing])
+            done.update(zip(missing, errors))
+        return np.stack([done[int(i)] for i in indices])
 
 
 # ---------------------------------------------------------------------------------------
@@ -347,16 +352,22 @@ def suggest_params(trial: optuna.Trial) -> dict[str, Any]:
     }
 
 
-def per_target_alphas(errors: np.ndarray, centre: float, grid: np.ndarray = PER_TARGET_GRID,
+def per_target_window(centre: float, grid: np.ndarray = PER_TARGET_GRID,
                       width: float = PER_TARGET_WIDTH) -> np.ndarray:
-    """Per-target alphas (d,): the grid value of least error within ``width`` decades of
-    ``centre`` (the nearest grid value when none is that close)."""
+    """Indices of the grid alphas within ``width`` decades of ``centre`` (the nearest one
+    when none is that close)."""
     lo, hi = centre / 10 ** width, centre * 10 ** width
-    rows = (grid >= lo * (1 - 1e-9)) & (grid <= hi * (1 + 1e-9))
-    if not rows.any():
-        rows = np.zeros(grid.size, dtype=bool)
-        rows[np.argmin(np.abs(np.log10(grid) - math.log10(centre)))] = True
-    return grid[rows][np.argmin(errors[rows], axis=0)]
+    idx = np.flatnonzero((grid >= lo * (1 - 1e-9)) & (grid <= hi * (1 + 1e-9)))
+    if idx.size == 0:
+        idx = np.array([int(np.argmin(np.abs(np.log10(grid) - math.log10(centre))))])
+    return idx
+
+
+def per_target_alphas(errors: np.ndarray, indices: np.ndarray,
+                      grid: np.ndarray = PER_TARGET_GRID) -> np.ndarray:
+    """Per-target alphas (d,): for each target the alpha of ``grid[indices]`` with the
+    least error (``errors``: len(indices) × d)."""
+    return grid[np.asarray(indices)][np.argmin(errors, axis=0)]
 
 
 def evaluate_params(cache: FoldCache, params: dict[str, Any], n_way: int = 2,
@@ -380,8 +391,9 @@ def evaluate_params(cache: FoldCache, params: dict[str, Any], n_way: int = 2,
             scores = fac.fast_scores(p["alpha"], gv, n_way)
         else:
             if p["alpha_mode"] == "per_target":
-                alpha = per_target_alphas(cache.loo_errors(f, n_keep, p["selection"],
-                                                           p["standardize"]), p["alpha"])
+                idx = per_target_window(p["alpha"])
+                errors = cache.loo_errors(f, n_keep, p["selection"], p["standardize"], idx)
+                alpha = per_target_alphas(errors, idx)
             else:
                 alpha = p["alpha"]
             P = fac.predict(alpha)
@@ -412,8 +424,9 @@ def fit_model(X: np.ndarray, Y: np.ndarray, groups: np.ndarray, params: dict[str
         Yc = Y - Y.mean(axis=0)
         dec = decompose(Xc, solver, with_V=False)
         Z = dec.U.T @ Yc
-        alpha = per_target_alphas(grouped_loo_errors(dec, Z, Yc, groups, PER_TARGET_GRID),
-                                  p["alpha"])
+        idx = per_target_window(p["alpha"])
+        alpha = per_target_alphas(grouped_loo_errors(dec, Z, Yc, groups, PER_TARGET_GRID[idx]),
+                                  idx)
     model = MultiRidge(alpha=alpha, standardize=p["standardize"], fit_intercept=True,
                        n_voxels=p["voxel_frac"], selection=p["selection"],
                        test_time_adjust=p["test_time_adjust"], solver=solver)
