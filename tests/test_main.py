@@ -1,0 +1,98 @@
+"""The multistep ``main`` end to end on the small phantom, and decoding by ROI."""
+
+from __future__ import annotations
+
+import shutil
+
+import mlflow
+import numpy as np
+import pytest
+
+from sbd.data import god
+from sbd.data.layout import features_file
+from sbd.decoding.knn import KNNLabeller
+from sbd.decoding.tuning import out_of_fold_predictions
+from sbd.features.bank import FeatureBank
+from sbd.metrics.decoding import wup_scores
+
+# A small phantom has 10 test images and 96 training images: at the calibrated (GOD-like)
+# snr decoding is near chance there, so the end-to-end test runs the small phantom nearly
+# noiseless. Even then 10 test images give too little power for the permutation p < 0.01
+# that the GOD-sized default run is held to (measured here: p 0.08 and 0.18, top-5 0.4 and
+# 0.5 against a chance of 5/44); this test holds the small run to what it can show.
+E2E_SNR = 30.0
+
+
+def _child_runs(parent_id: str) -> list:
+    return mlflow.search_runs(filter_string=f"tags.`mlflow.parentRunId` = '{parent_id}'",
+                              output_format="list", search_all_experiments=True)
+
+
+@pytest.fixture(scope="module")
+def main_runs(phantom_features, tmp_path_factory):
+    """Two ``main`` runs (cold, then warm) on a copy of the small phantom at E2E_SNR."""
+    from sbd.steps import main
+
+    root = tmp_path_factory.mktemp("main") / "phantom"
+    shutil.copytree(phantom_features, root)
+    kwargs = dict(dataset="phantom", data_dir=str(root), preset="small", snr=E2E_SNR,
+                  subjects="1,2", rois="VC", n_trials=4, seed=0)
+    cold = main.run(**kwargs)
+    warm = main.run(**kwargs)
+    return cold, warm
+
+
+def test_main_decodes_above_chance_for_every_subject(main_runs):
+    cold, _ = main_runs
+    summary = mlflow.load_table("summary.json", run_ids=[cold])
+    assert sorted(summary["subject"]) == [1, 2]
+    n_bank_classes = len(set(FeatureBank(
+        features_file(mlflow.get_run(cold).data.params["data_dir"], "efficientnet-lite0",
+                      "bank")).wnids))
+    rows = summary.to_dict("records")
+    print("\nmain on the small phantom (snr %g):" % E2E_SNR, rows, "bank classes", n_bank_classes)
+    for row in rows:
+        assert row["test/wup_top1"] > row["test/wup_chance"], row
+        assert row["test/top5_acc"] > 2 * (5 / n_bank_classes), row
+        assert row["test/ident2_acc"] >= 0.9 and row["test/ident10_acc"] >= 0.5, row
+
+
+def test_main_logs_one_child_run_per_step_and_the_summary(main_runs):
+    cold, _ = main_runs
+    children = _child_runs(cold)
+    steps = sorted(r.data.tags["sbd.entry_point"] for r in children)
+    # prepare + extract once; ridge, knn, decoder, generate, evaluate per subject
+    assert steps == sorted(["prepare_data", "extract_features"]
+                           + 2 * ["train_ridge", "train_knn", "build_decoder", "generate",
+                                  "evaluate"])
+    assert all(r.info.status == "FINISHED" for r in children)
+    artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(cold)}
+    assert {"summary.json", "summary.csv", "overview"} <= artifacts
+
+
+def test_second_main_reuses_every_step(main_runs):
+    cold, warm = main_runs
+    assert _child_runs(warm) == []
+    metrics = mlflow.get_run(warm).data.metrics
+    assert metrics["main/n_steps_run"] == 0
+    assert metrics["main/n_steps_reused"] == 12
+    assert mlflow.load_table("summary.json", run_ids=[warm]).equals(
+        mlflow.load_table("summary.json", run_ids=[cold]))
+
+
+def test_higher_visual_rois_decode_semantics_better_than_v1(phantom_features):
+    """Out-of-fold (held-out category) predictions of the 96 training images, default snr."""
+    bank = FeatureBank(features_file(phantom_features, "efficientnet-lite0", "bank"))
+    train_bank = FeatureBank(features_file(phantom_features, "efficientnet-lite0", "training"))
+    labeller = KNNLabeller(k=5, metric="cosine", rule="vote").fit(bank)
+    wup = {}
+    for roi in ("V1", "HVC"):
+        per_subject = []
+        for subject in (1, 2):
+            s = god.load(phantom_features, subject, roi, "train")
+            Y = train_bank.lookup(s.image_ids)
+            P = out_of_fold_predictions(s.voxels, Y, np.asarray(s.wnids), {"alpha": 100.0})
+            ranked = [[w for w, _ in row] for row in labeller.predict_labels(P)]
+            per_subject.append(wup_scores(s.wnids, ranked)[0].mean())
+        wup[roi] = float(np.mean(per_subject))
+    assert wup["HVC"] > wup["V1"] + 0.03, wup
