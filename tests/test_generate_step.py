@@ -69,6 +69,7 @@ def test_generate_step_tiny_end_to_end(phantom_features, mlflow_store, tmp_path)
     # the tiny model was trained in a nested run and registered with its kNN score
     mv = client.get_model_version_by_alias("sbd-phantom-tiny-generator", "champion")
     assert 0 <= float(mv.tags["val_score"]) <= 1 and "chance" in mv.tags
+    assert mv.tags["preset"] == "small" and len(mv.tags["bank_sha"]) == 16
 
     top = {a.path for a in client.list_artifacts(run_id)}
     assert {"generated", "stimuli", "grids", "generation.csv", "generation.json"} <= top
@@ -98,6 +99,13 @@ def test_generate_step_tiny_end_to_end(phantom_features, mlflow_store, tmp_path)
     # the evaluate step reads the table and the images
     loaded = load_generation(run_id, tmp_path / "eval")
     assert all(p.exists() for ps in loaded["local_paths"] for p in ps)
+
+    # a second run finds the model trained on this bank instead of training again
+    again_id = generate.run(decoder=decoder, dataset="phantom", data_dir=str(phantom_features),
+                            generator="tiny", top_k=1, limit=1, device="cpu",
+                            tiny_preset="none", progress=False)
+    assert client.get_run(again_id).data.tags["sbd.model_id"] == "models:/sbd-phantom-tiny-generator/1"
+    assert len(client.search_model_versions("name = 'sbd-phantom-tiny-generator'")) == 1
 
 
 def test_generate_step_errors(mlflow_store):

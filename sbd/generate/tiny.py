@@ -54,7 +54,7 @@ log = logging.getLogger(__name__)
 CONFIG_NAME = "sbd_tiny.json"
 TENSORS_NAME = "sbd_tiny.safetensors"
 CHECKPOINT_NAME = "checkpoint.pt"
-IMAGE_CACHE = "bank_{size}.npz"
+IMAGE_CACHE = "bank_{size}_crop{crop}.npz"
 PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
 CLASS_MAP_INITS = ("mean", "random")
 MODEL_NAME = "sbd-{dataset}-tiny-generator"
@@ -65,7 +65,8 @@ PYFUNC_NAME = "tiny_generator"
 class TinyConfig:
     """Every parameter of one tiny model and its training run.
 
-    Image and latent: ``image_size`` (px); ``patch`` > 1 trains in a patch-PCA latent
+    Image and latent: ``image_size`` (px); ``crop``: train on the square around each bank
+    image's object (:func:`object_box`), so that a class's images align; ``patch`` > 1 trains in a patch-PCA latent
     (:class:`PatchPCA`: each ``patch``×``patch`` RGB patch → ``latent_channels`` principal
     components, ``whiten`` to unit variance; 1 = pixels).
     Denoiser (:class:`TinyDenoiser`): a ``UNet2DModel`` with block widths ``channels``
@@ -85,6 +86,7 @@ class TinyConfig:
     """
 
     image_size: int = 64
+    crop: bool = True
     patch: int = 8
     latent_channels: int = 48
     whiten: bool = True
@@ -188,25 +190,77 @@ def bank_classes(data_dir: str | Path) -> list[str]:
     return wnids
 
 
+def bank_signature(data_dir: str | Path) -> str:
+    """A short hash of the bank's classes and image names: which bank a model was trained on."""
+    import hashlib
+
+    root = layout.bank_dir(data_dir)
+    h = hashlib.sha256()
+    for w in bank_classes(data_dir):
+        h.update(w.encode())
+        for p in _images_in(root / w):
+            h.update(p.name.encode())
+    return h.hexdigest()[:16]
+
+
 def _images_in(d: Path) -> list[Path]:
     return sorted(p for p in d.iterdir() if p.suffix.lower() in (".jpeg", ".jpg", ".png"))
 
 
-def load_image(path: str | Path, size: int) -> np.ndarray:
-    """One image as a (size, size, 3) uint8 array: centre square, area-resized."""
+def object_box(img: np.ndarray, min_fraction: float = 0.02) -> tuple[int, int, int, int]:
+    """A square box ``(x0, y0, x1, y1)`` around the object of an image on a smooth background.
+
+    A quadratic colour surface is fitted to the image's border; pixels far from it (more than
+    ``max(40, 2 × the border's 90th-percentile residual)``) are the object. Backgrounds that
+    a smooth surface does not fit (stripes, textures) leave most pixels "object": the box
+    then grows to the whole image, so the crop does no harm there.
+
+    Parameters
+    ----------
+    img : (H, W, 3) array
+    min_fraction : below this share of object pixels the whole image is returned.
+    """
+    a = np.asarray(img, dtype=np.float32)
+    h, w, _ = a.shape
+    yy, xx = np.mgrid[0:h, 0:w] / max(h, w)
+    basis = np.stack([np.ones_like(xx), xx, yy, xx * xx, yy * yy, xx * yy], -1)
+    b = max(2, h // 32)
+    border = np.zeros((h, w), bool)
+    border[:b] = border[-b:] = True
+    border[:, :b] = border[:, -b:] = True
+    coef, *_ = np.linalg.lstsq(basis[border], a[border], rcond=None)
+    residual = np.linalg.norm(a - basis @ coef, axis=-1)
+    mask = residual > max(40.0, 2.0 * float(np.percentile(residual[border], 90)))
+    if mask.sum() < min_fraction * h * w:
+        return 0, 0, w, h
+    ys, xs = np.nonzero(mask)
+    x0, x1 = np.percentile(xs, [1, 99])
+    y0, y1 = np.percentile(ys, [1, 99])
+    side = min(max(x1 - x0, y1 - y0) * 1.15 + 4, min(h, w))
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    left = int(round(min(max(cx - side / 2, 0), w - side)))
+    top = int(round(min(max(cy - side / 2, 0), h - side)))
+    return left, top, left + int(round(side)), top + int(round(side))
+
+
+def load_image(path: str | Path, size: int, crop: bool = False) -> np.ndarray:
+    """One image as a (size, size, 3) uint8 array: centre square (or, with ``crop``, the
+    square around its object, :func:`object_box`), area-resized."""
     with Image.open(path) as im:
         im.draft("RGB", (size * 2, size * 2))  # JPEG: decode at a reduced scale
         im = im.convert("RGB")
         w, h = im.size
         s = min(w, h)
         im = im.crop(((w - s) // 2, (h - s) // 2, (w - s) // 2 + s, (h - s) // 2 + s))
+        if crop:
+            im = im.crop(object_box(np.asarray(im)))
         return np.asarray(im.resize((size, size), Image.BOX), dtype=np.uint8)
 
 
 def load_bank(data_dir: str | Path, size: int, max_per_class: int = 0,
-              cache_dir: str | Path | None = None,
-              progress: bool = True) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """The bank images at ``size`` px.
+              cache_dir: str | Path | None = None, progress: bool = True,
+              crop: bool = False) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """The bank images at ``size`` px (object-cropped with ``crop``, see :func:`load_image`).
 
     Returns
     -------
@@ -215,7 +269,7 @@ def load_bank(data_dir: str | Path, size: int, max_per_class: int = 0,
     wnids : list of C class wnids (sorted)
     """
     wnids = bank_classes(data_dir)
-    cache = Path(cache_dir) / IMAGE_CACHE.format(size=size) if cache_dir else None
+    cache = Path(cache_dir) / IMAGE_CACHE.format(size=size, crop=int(crop)) if cache_dir else None
     if cache is not None and cache.exists():
         with np.load(cache, allow_pickle=False) as z:
             if list(z["wnids"]) == wnids and int(z["max_per_class"]) == max_per_class:
@@ -226,7 +280,7 @@ def load_bank(data_dir: str | Path, size: int, max_per_class: int = 0,
         files = files[:max_per_class] if max_per_class > 0 else files
         paths += files
         labels += [i] * len(files)
-    images = np.stack([load_image(p, size) for p in tqdm(paths, desc="tiny: bank images",
+    images = np.stack([load_image(p, size, crop) for p in tqdm(paths, desc="tiny: bank images",
                                                          unit="img", disable=not progress)])
     labels = np.asarray(labels, dtype=np.int64)
     if cache is not None:
@@ -532,7 +586,8 @@ def train(data_dir: str | Path, out_dir: str | Path, preset: str | TinyConfig = 
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     t_start, c_start = time.perf_counter(), time.process_time()
-    images, labels, wnids = load_bank(data_dir, cfg.image_size, cfg.max_per_class, out, progress)
+    images, labels, wnids = load_bank(data_dir, cfg.image_size, cfg.max_per_class, out, progress,
+                                      cfg.crop)
     x = torch.from_numpy(images).permute(0, 3, 1, 2).float().div_(127.5).sub_(1)
     y_all = torch.from_numpy(labels)
     n_classes = len(wnids)
@@ -686,7 +741,7 @@ def evaluate(pipe: TinyPipeline, data_dir: str | Path, n_classes: int = 0, n_per
     # Ceiling: bank images shrunk to the model's size, nearest other bank image.
     s = pipe.config.image_size
     sub = np.arange(0, len(bank_imgs), max(1, len(bank_imgs) // 500))
-    small = [Image.fromarray(load_image(bank_imgs[i], s)) for i in sub]
+    small = [Image.fromarray(load_image(bank_imgs[i], s, pipe.config.crop)) for i in sub]
     ceil_lab, _ = knn(embed_images(small, backbone), exclude=sub)
     return {"knn_top1_acc": float((nn_lab[:, 0] == labels).mean()),
             "knn_vote_acc": float((vote == labels).mean()),

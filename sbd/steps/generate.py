@@ -18,9 +18,10 @@ of ``(seed, row, wnid, n)``. Metrics: ``generate/n_images``, ``generate/n_blanke
 ``generate/seconds_per_image``. Tags: ``sbd.decoder_uri``, ``sbd.dataset``, ``sbd.subject``,
 ``sbd.roi``, ``sbd.generator``, ``sbd.model_id``.
 
-``generator=tiny`` with no ``model_id`` uses ``models:/sbd-<dataset>-tiny-generator@champion``;
-when that is not registered yet it is trained first (:func:`train_tiny`, preset
-``tiny_preset``; ``tiny_preset="none"`` makes its absence an error instead).
+``generator=tiny`` with no ``model_id`` uses the registered ``sbd-<dataset>-tiny-generator``
+version trained on this data folder's bank with preset ``tiny_preset`` (:func:`find_tiny_model`);
+when there is none it is trained first (:func:`train_tiny`, in a nested ``train_tiny`` run;
+``tiny_preset="none"`` accepts any preset and makes the absence an error instead).
 """
 
 from __future__ import annotations
@@ -54,21 +55,35 @@ def default_decoder_uri(dataset: str, subject: int, roi: str) -> str:
     return f"models:/{model_name('decoder', dataset, subject, roi)}@champion"
 
 
-def tiny_model_uri(dataset: str) -> str:
-    from sbd.generate.tiny import MODEL_NAME
+def find_tiny_model(dataset: str, data_dir: str | Path, preset: str | None = None) -> str | None:
+    """The registered tiny model trained on this bank (and ``preset``, if given), or None.
 
-    return f"models:/{MODEL_NAME.format(dataset=dataset)}@champion"
-
-
-def _registered(uri: str) -> bool:
+    Among versions of ``sbd-<dataset>-tiny-generator`` tagged with this bank's
+    :func:`~sbd.generate.tiny.bank_signature`: the champion if it is one of them, else the
+    best ``val_score``. Returns ``models:/name/version``.
+    """
     from mlflow.exceptions import MlflowException
 
-    name, _, alias = uri[len("models:/"):].partition("@")
+    from sbd.generate.tiny import MODEL_NAME, bank_signature
+
+    name = MODEL_NAME.format(dataset=dataset)
+    client = mlflow.MlflowClient()
     try:
-        mlflow.MlflowClient().get_model_version_by_alias(name, alias)
-        return True
+        versions = client.search_model_versions(f"name = '{name}'")
     except MlflowException:
-        return False
+        return None
+    sig = bank_signature(data_dir)
+    ok = [v for v in versions if v.tags.get("bank_sha") == sig
+          and (not preset or v.tags.get("preset") == preset)]
+    if not ok:
+        return None
+    try:
+        champ = client.get_model_version_by_alias(name, "champion").version
+    except MlflowException:
+        champ = None
+    best = next((v for v in ok if v.version == champ), None) or \
+        max(ok, key=lambda v: (float(v.tags.get("val_score", "nan") or "nan"), int(v.version)))
+    return f"models:/{name}/{best.version}"
 
 
 def train_tiny(dataset: str, data_dir: str | Path, preset: str = "default",
@@ -96,7 +111,8 @@ def train_tiny(dataset: str, data_dir: str | Path, preset: str = "default",
         grid = tiny.sample_sheet(pipe, n_classes=16, n_per_class=4)
         mlflow.log_image(grid, artifact_file="tiny/samples.png")
         return tiny.log_model(work / "pipeline", dataset, score=figures["knn_top1_acc"],
-                              tags={"preset": preset, **{k: v for k, v in figures.items()}})
+                              tags={"preset": preset, "bank_sha": tiny.bank_signature(data_dir),
+                                    **figures})
 
 
 def _stimulus_image(path: Path | None) -> Image.Image | None:
@@ -159,13 +175,15 @@ def run(decoder: str = "", dataset: str = "phantom", data_dir: str = "", subject
 
         gen_model_id = model_id or None
         if generator == "tiny" and not model_id:
-            gen_model_id = tiny_model_uri(dataset)
-            if not _registered(gen_model_id):
-                if tiny_preset in ("", "none"):
-                    raise ValueError(f"No registered tiny model {gen_model_id} and tiny_preset="
-                                     f"{tiny_preset!r}: train one (sbd.steps.generate.train_tiny).")
-                log.info("No registered tiny model for %s: training one (preset %r).",
-                         dataset, tiny_preset)
+            any_preset = tiny_preset in ("", "none")
+            gen_model_id = find_tiny_model(dataset, data_root, None if any_preset else tiny_preset)
+            if gen_model_id is None:
+                if any_preset:
+                    raise ValueError(f"No registered tiny model trained on the bank of {data_root} "
+                                     f"and tiny_preset={tiny_preset!r}: train one "
+                                     "(sbd.steps.generate.train_tiny) or pass model_id.")
+                log.info("No registered tiny model for this bank: training one (preset %r).",
+                         tiny_preset)
                 gen_model_id = train_tiny(dataset, data_root, tiny_preset, progress=progress)
         mlflow.set_tag("sbd.model_id", str(gen_model_id or GENERATORS[generator].default_model_id))
         gen = get_generator(generator, gen_model_id, device=device,
