@@ -66,14 +66,16 @@ FORMAT_VERSION = 1
 SIMULATION_VERSION = 2  # bump when the voxel model changes (re-simulates existing builds)
 BACKBONE = "efficientnet-lite0"
 
-# Calibrated on the default preset, seed 0, VC (1600 voxels), EfficientNet-Lite0 features:
-# sklearn RidgeCV (alphas 1e0..1e5) on the 1200 z-scored training trials → features of the
+# Calibrated on the default preset, seed 0, VC (~1600 voxels), EfficientNet-Lite0 features:
+# sklearn RidgeCV (alphas 1e0..1e5) on the 1200 run-z-scored training trials → features of the
 # 50 averaged test images → nearest of the 3192 bank images (cosine after removing the
-# training-feature mean); top-1 Wu-Palmer of the bank image's wnid (chance 0.421):
-#   snr     0      0.01   0.02   0.05   0.1    0.3    1.0
-#   s1    0.415  0.508  0.492  0.563  0.621  0.685  0.791   (top-1 exact 0 … 0.24 at 0.1 … 0.58)
-# at 0.1: subjects 1/2/3 → 0.621 / 0.557 / 0.610; Euclidean nearest neighbour → 0.49 / 0.50 /
-# 0.52 (ridge shrinks predictions). GOD with this method: about 0.5–0.65 against ~0.38.
+# training-feature mean); mean top-1 Wu-Palmer of its wnid, subjects 1 / 2 / 3 (chance 0.421):
+#   snr 0     0.413 / 0.418 / 0.406
+#   snr 0.05  0.531 / 0.508 / 0.555
+#   snr 0.1   0.603 / 0.571 / 0.591  (exact top-1 0.20/0.18/0.20; Euclidean NN 0.49/0.47/0.45)
+#   snr 0.3   0.644 / 0.666 / 0.711
+#   snr 1     0.743 / 0.706 / 0.779
+# GOD with this method: top-1 Wu-Palmer about 0.5–0.65 against a chance level near 0.38.
 DEFAULT_SNR = 0.1
 
 # Base ROIs, in GOD's order; unions are written as GOD has them.
