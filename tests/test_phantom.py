@@ -156,10 +156,11 @@ def test_manifest_noop_rebuild_and_determinism(phantom_dir, tmp_path):
         fresh.save(tmp_path / "x.JPEG", "JPEG", quality=SMALL.jpeg_quality)
         assert np.array_equal(disk, np.asarray(Image.open(tmp_path / "x.JPEG")))
 
-    # a half-written build (no manifest) is redone; another dataset is never overwritten
-    (root / phantom.MANIFEST_NAME).unlink()
-    assert phantom.build(root, preset="small", seed=0, progress=False)["fmri_key"] == \
-        before["fmri_key"]
+    # a damaged output is rebuilt (here: voxels only); another dataset is never overwritten
+    h5.write_bytes(h5.read_bytes()[:1000])
+    redone = phantom.build(root, preset="small", seed=0, progress=False)
+    assert redone["images_reused"] and redone["created"] >= before["created"]
+    assert np.array_equal(god.load(root, 1, "VC", "train", zscore=False).voxels, x0)
     other = tmp_path / "god"
     layout.fmri_file(other, 1).parent.mkdir(parents=True)
     layout.fmri_file(other, 1).write_bytes(b"not a phantom")
