@@ -125,17 +125,20 @@ def find_finished_run(key: str, experiment_ids: list[str] | None = None) -> str 
 
 
 def get_or_run(entry_point: str, func, params: dict[str, Any], upstream: list[str] | tuple[str, ...] = (),
-               force: bool = False) -> tuple[str, bool]:
+               force: bool = False, still_valid=None) -> tuple[str, bool]:
     """Run step ``func(**params)`` unless a finished run with the same cache key exists.
 
     Returns ``(run_id, reused)``. The key covers entry point, params, git commit and the
     upstream run ids (see :func:`cache_key`); it is set as tag ``sbd.cache_key`` on the
     step's run once the step has finished, so a failed or killed step is never reused.
+    ``still_valid(run)``, when given, can refuse a cached run whose outputs have changed
+    since (e.g. a data folder rebuilt with other parameters by another run).
     """
     key = cache_key(entry_point, params, upstream, git_commit())
     if not force:
         found = find_finished_run(key)
-        if found is not None:
+        if found is not None and (still_valid is None
+                                  or still_valid(mlflow.MlflowClient().get_run(found))):
             return found, True
     run_id = func(**params)
     mlflow.MlflowClient().set_tag(run_id, CACHE_KEY_TAG, key)

@@ -59,6 +59,14 @@ def test_get_or_run_reuses_finished_runs_with_the_same_key(mlflow_store):
     assert CALLS == [1, 2, 1, 1]
 
 
+def test_a_cached_run_whose_outputs_changed_is_not_reused(mlflow_store):
+    with mlflow.start_run():
+        first, _ = tracking.get_or_run("toy", toy_step, {"x": 7})
+        again, reused = tracking.get_or_run("toy", toy_step, {"x": 7},
+                                            still_valid=lambda run: False)
+    assert not reused and again != first
+
+
 def test_a_failed_step_is_never_reused(mlflow_store):
     with mlflow.start_run():
         with pytest.raises(RuntimeError, match="boom"):

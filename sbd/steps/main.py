@@ -65,14 +65,15 @@ def run(dataset: str = "phantom", data_dir: str = "", preset: str = "default",
     with tracking.step_run("main", params) as parent:
         reused: dict[str, bool] = {}
 
-        def step(name, func, upstream=(), **kwargs):
-            run_id, was_reused = tracking.get_or_run(name, func, kwargs, upstream, force)
+        def step(name, func, upstream=(), still_valid=None, **kwargs):
+            run_id, was_reused = tracking.get_or_run(name, func, kwargs, upstream, force,
+                                                     still_valid)
             reused[f"{name}:{run_id}"] = was_reused
             log.info("%s %s run %s", name, "reused" if was_reused else "ran", run_id)
             return run_id
 
-        data_run = step("prepare_data", prepare_data.run, dataset=dataset, data_dir=root,
-                        preset=preset, snr=snr, seed=seed)
+        data_run = step("prepare_data", prepare_data.run, still_valid=_data_unchanged(dataset, root),
+                        dataset=dataset, data_dir=root, preset=preset, snr=snr, seed=seed)
         feat_run = step("extract_features", extract_features.run, [data_run], dataset=dataset,
                         data_dir=root, backbone=backbone, source="all")
         client = mlflow.MlflowClient()
@@ -109,6 +110,21 @@ def run(dataset: str = "phantom", data_dir: str = "", preset: str = "default",
         mlflow.log_metrics({"main/n_steps_reused": sum(reused.values()),
                             "main/n_steps_run": sum(not r for r in reused.values())})
         return parent.info.run_id
+
+
+def _data_unchanged(dataset: str, root: str):
+    """A check that a cached ``prepare_data`` run still describes the phantom on disk: one
+    data folder holds one build, and a run with other params (e.g. ``snr``) rebuilds it."""
+    if dataset != "phantom":
+        return None
+
+    def check(run) -> bool:
+        from sbd.data import phantom
+
+        manifest = phantom.read_manifest(root) or {}
+        return run.data.tags.get("sbd.data.fmri_key") == manifest.get("fmri_key")
+
+    return check
 
 
 def _log_summary(summary: pd.DataFrame, grids: list[tuple[int, str, str]]) -> None:
