@@ -87,12 +87,12 @@ def find_tiny_model(dataset: str, data_dir: str | Path, preset: str | None = Non
 
 
 def train_tiny(dataset: str, data_dir: str | Path, preset: str = "default",
-               work_dir: str | Path | None = None, eval_classes: int = 100,
-               progress: bool = True, **overrides: Any) -> str:
+               work_dir: str | Path | None = None, progress: bool = True,
+               **overrides: Any) -> str:
     """Train, evaluate, log and register the tiny model of ``dataset`` in a ``train_tiny`` run.
 
-    The run is nested under the active run (if any). The kNN top-1 accuracy of its samples
-    is the registered version's ``val_score``. ``work_dir`` (default
+    The run is nested under the active run (if any). The centred kNN top-1 accuracy of its
+    samples (:func:`sbd.generate.tiny.evaluate`) is the registered version's ``val_score``. ``work_dir`` (default
     ``<data_dir>/tiny/<preset>``) keeps the checkpoint, so an interrupted training resumes.
     Returns the registered model URI (``models:/sbd-<dataset>-tiny-generator/<version>``).
     """
@@ -106,11 +106,11 @@ def train_tiny(dataset: str, data_dir: str | Path, preset: str = "default",
     with step_run("train_tiny", params, tags={"sbd.dataset": dataset}):
         pipe = tiny.train(data_dir, work, cfg, progress=progress)
         mlflow.log_metrics({f"tiny/{k}": float(v) for k, v in pipe.info.items()})
-        figures = tiny.evaluate(pipe, data_dir, n_classes=eval_classes, progress=progress)
+        figures = tiny.evaluate(pipe, data_dir, n_classes=cfg.eval_classes, progress=progress)
         mlflow.log_metrics({f"tiny/{k}": float(v) for k, v in figures.items()})
         grid = tiny.sample_sheet(pipe, n_classes=16, n_per_class=4)
         mlflow.log_image(grid, artifact_file="tiny/samples.png")
-        return tiny.log_model(work / "pipeline", dataset, score=figures["knn_top1_acc"],
+        return tiny.log_model(work / "pipeline", dataset, score=figures["knn_centered_top1_acc"],
                               tags={"preset": preset, "bank_sha": tiny.bank_signature(data_dir),
                                     **figures})
 
