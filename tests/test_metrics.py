@@ -221,6 +221,15 @@ def test_n_way_identification_of_features():
 
 
 # --------------------------------------------------------------------------- all at once
+def test_topk_chance_hand_computed():
+    labels = ["n1", "n2", "n3", "n4", "n2"]  # 4 unique labels
+    assert decoding.topk_chance(["n1", "n2"], labels, 1) == pytest.approx(1 / 4)
+    assert decoding.topk_chance(["n1", "n9"], labels, 2) == pytest.approx((2 / 4 + 0) / 2)
+    assert decoding.topk_chance(["n3"], labels, 5) == 1.0  # 5 labels of 4: all drawn
+    with pytest.raises(ValueError, match="label_set"):
+        decoding.topk_chance(["n1"], [], 5)
+
+
 def test_evaluate_decoding(wn, ids):
     true = [ids["dog.n.01"], ids["cat.n.01"], ids["car.n.01"]]
     ranked = [[ids["dog.n.01"], ids["cat.n.01"]], [ids["dog.n.01"], ids["cat.n.01"]],
@@ -236,6 +245,10 @@ def test_evaluate_decoding(wn, ids):
         np.mean([max(nltk_wup(wn, t, w) for w in r) for t, r in zip(true, ranked)]))
     assert m["test/top1_acc"] == pytest.approx(1 / 3)
     assert m["test/top5_acc"] == pytest.approx(2 / 3)
+    # every true wnid is in the label set of len(NAMES) labels: 5 random ones hold it
+    # with probability 5 / len(NAMES)
+    assert m["test/top5_chance"] == pytest.approx(5 / len(NAMES))
+    assert m["test/top1_chance"] == pytest.approx(1 / len(NAMES))
     assert m["test/feature_r"] == pytest.approx(1.0)
     assert m["test/ident2_acc"] == 1.0 and m["test/ident50_n"] == 3
     for key in ("wup_chance", "wup_chance_sd", "wup_p", "wup_best_topk_chance", "ident10_acc"):

@@ -159,6 +159,18 @@ def wup_chance(true_wnids: Sequence[str], label_set: Sequence[str], n_draws: int
                        exact=exact, draws=draws, pair_values=w.ravel())
 
 
+def topk_chance(true_wnids: Sequence[str], label_set: Sequence[str], k: int) -> float:
+    """Expected top-``k`` accuracy of ``k`` distinct labels drawn uniformly from ``label_set``:
+    ``min(k, L) / L`` for a true wnid among the L unique labels, 0 for one outside them."""
+    labels = set(label_set)
+    if not labels:
+        raise ValueError("topk_chance needs a non-empty label_set.")
+    if len(true_wnids) == 0:
+        raise ValueError("topk_chance needs at least one true wnid.")
+    hit = min(int(k), len(labels)) / len(labels)
+    return float(np.mean([hit if w in labels else 0.0 for w in true_wnids]))
+
+
 def _expected_max_of_k(values: np.ndarray, k: int) -> float:
     """E[max of k values drawn without replacement from ``values``] (exact)."""
     v = np.sort(values)  # ascending; v[j] is the max when it and k-1 of the j below are drawn
@@ -360,7 +372,8 @@ def evaluate_decoding(true_wnids: Sequence[str], ranked: Sequence[Sequence[str]]
     Returns
     -------
     DecodingEvaluation with metrics ``wup_top1, wup_best_topk, wup_chance, wup_chance_sd,
-    wup_chance_exact, wup_best_topk_chance, wup_p, wup_chance_p, top1_acc, top5_acc, feature_r,
+    wup_chance_exact, wup_best_topk_chance, wup_p, wup_chance_p, top1_acc, top5_acc, top1_chance,
+    top5_chance, feature_r,
     feature_unit_r, ident{n}_acc, ident{n}_n, n_samples`` (prefixed) and a sample table with
     columns ``true_wnid, decoded_wnids, top1_wnid, wup_top1, wup_best_topk, best_rank,
     top1_correct, top5_correct`` (+ ``feature_r, ident{n}`` with features).
@@ -387,6 +400,8 @@ def evaluate_decoding(true_wnids: Sequence[str], ranked: Sequence[Sequence[str]]
         "wup_chance_p": float((1 + np.sum(chance.draws >= top1.mean() - 1e-12)) / (1 + n_chance)),
         "top1_acc": float(hits1.mean()),
         "top5_acc": float(hits5.mean()),
+        "top1_chance": topk_chance(true_wnids, label_set, 1),
+        "top5_chance": topk_chance(true_wnids, label_set, 5),
     }
     samples = pd.DataFrame({
         "true_wnid": list(true_wnids),
