@@ -75,3 +75,41 @@ def phantom_features(phantom_dir) -> Path:
     extract_dataset(phantom_dir, backbone="efficientnet-lite0", source="all",
                     batch_size=32, num_workers=0, progress=False)
     return phantom_dir
+
+
+def _register_decoder(data_dir: Path, subject: int = 1, roi: str = "VC",
+                      backbone: str = "efficientnet-lite0") -> str:
+    """A real decoder of the phantom: a MultiRidge (alpha 100) on the training voxels and a
+    kNN (k 5) over the bank, logged and registered through sbd.registry in the active
+    tracking store, composed by the build_decoder step. Returns its ``@champion`` URI."""
+    import mlflow
+
+    from sbd.data.layout import features_file
+    from sbd.decoding.knn import KNNLabeller
+    from sbd.decoding.ridge import MultiRidge
+    from sbd.registry import ridge_model
+    from sbd.registry.common import model_name, register_model_version
+    from sbd.registry.knn_model import log_knn_model
+    from sbd.steps import build_decoder
+    from sbd.steps.train_ridge import load_training_data
+
+    X, Y, _, _ = load_training_data(data_dir, subject, roi, backbone)
+    ridge = MultiRidge(alpha=100.0).fit(X, Y)
+    with mlflow.start_run(run_name="ridge"):
+        info = ridge_model.log_ridge_model(ridge, name="ridge")
+    ridge_model.register_ridge_model(info.model_uri, "phantom", subject, roi, backbone, 0.5,
+                                     {"alpha": 100.0}, n_voxels=X.shape[1])
+    bank = features_file(data_dir, backbone, "bank")
+    with mlflow.start_run(run_name="knn"):
+        info = log_knn_model(KNNLabeller(k=5).fit(bank), bank, name="knn")
+    register_model_version(info.model_uri, model_name("knn", "phantom", backbone=backbone), 0.4,
+                           tags={"dataset": "phantom", "backbone": backbone})
+    build_decoder.run(dataset="phantom", subject=subject, roi=roi, backbone=backbone)
+    return f"models:/{model_name('decoder', 'phantom', subject, roi)}@champion"
+
+
+@pytest.fixture
+def register_decoder():
+    """``register_decoder(data_dir, subject=1, roi="VC") -> models:/…@champion`` (see
+    :func:`_register_decoder`); use it with ``mlflow_store``."""
+    return _register_decoder

@@ -15,35 +15,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sbd.data.layout import features_file
 
 BACKBONE = "efficientnet-lite0"
 SUBJECT, ROI = 1, "VC"
 
-
-def _register_decoder(data_dir) -> str:
-    from sbd.decoding.knn import KNNLabeller
-    from sbd.decoding.ridge import MultiRidge
-    from sbd.registry import ridge_model
-    from sbd.registry.common import model_name, register_model_version
-    from sbd.registry.knn_model import log_knn_model
-    from sbd.steps import build_decoder
-    from sbd.steps.train_ridge import load_training_data
-
-    X, Y, _, _ = load_training_data(data_dir, SUBJECT, ROI, BACKBONE)
-    ridge = MultiRidge(alpha=100.0).fit(X, Y)
-    with mlflow.start_run(run_name="ridge"):
-        info = ridge_model.log_ridge_model(ridge, name="ridge")
-    ridge_model.register_ridge_model(info.model_uri, "phantom", SUBJECT, ROI, BACKBONE, 0.5,
-                                     {"alpha": 100.0}, n_voxels=X.shape[1])
-    bank = features_file(data_dir, BACKBONE, "bank")
-    labeller = KNNLabeller(k=5).fit(bank)
-    with mlflow.start_run(run_name="knn"):
-        info = log_knn_model(labeller, bank, name="knn")
-    register_model_version(info.model_uri, model_name("knn", "phantom", backbone=BACKBONE), 0.4,
-                           tags={"dataset": "phantom", "backbone": BACKBONE})
-    build_decoder.run(dataset="phantom", subject=SUBJECT, roi=ROI, backbone=BACKBONE)
-    return f"models:/{model_name('decoder', 'phantom', SUBJECT, ROI)}@champion"
 
 
 def _generation_run(data_dir, tmp_path) -> str:
@@ -77,10 +52,10 @@ def _generation_run(data_dir, tmp_path) -> str:
     return run.info.run_id
 
 
-def test_evaluate_end_to_end(phantom_features, mlflow_store, tmp_path):
+def test_evaluate_end_to_end(phantom_features, mlflow_store, register_decoder, tmp_path):
     from sbd.steps import evaluate
 
-    decoder = _register_decoder(phantom_features)
+    decoder = register_decoder(phantom_features)
     gen_run = _generation_run(phantom_features, tmp_path)
     run_id = evaluate.run(dataset="phantom", data_dir=str(phantom_features), subject=SUBJECT,
                           roi=ROI, generate_run=gen_run, n_chance=1000, seed=0)

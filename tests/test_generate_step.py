@@ -11,7 +11,6 @@ import pandas as pd
 import pytest
 import torch
 
-from sbd.data.layout import features_file
 
 BACKBONE = "efficientnet-lite0"
 SUBJECT, ROI = 1, "VC"
@@ -25,37 +24,14 @@ def _one_thread():
     torch.set_num_threads(n)
 
 
-def _register_decoder(data_dir) -> str:
-    from sbd.decoding.knn import KNNLabeller
-    from sbd.decoding.ridge import MultiRidge
-    from sbd.registry import ridge_model
-    from sbd.registry.common import model_name, register_model_version
-    from sbd.registry.knn_model import log_knn_model
-    from sbd.steps import build_decoder
-    from sbd.steps.train_ridge import load_training_data
 
-    X, Y, _, _ = load_training_data(data_dir, SUBJECT, ROI, BACKBONE)
-    ridge = MultiRidge(alpha=100.0).fit(X, Y)
-    with mlflow.start_run(run_name="ridge"):
-        info = ridge_model.log_ridge_model(ridge, name="ridge")
-    ridge_model.register_ridge_model(info.model_uri, "phantom", SUBJECT, ROI, BACKBONE, 0.5,
-                                     {"alpha": 100.0}, n_voxels=X.shape[1])
-    bank = features_file(data_dir, BACKBONE, "bank")
-    with mlflow.start_run(run_name="knn"):
-        info = log_knn_model(KNNLabeller(k=5).fit(bank), bank, name="knn")
-    register_model_version(info.model_uri, model_name("knn", "phantom", backbone=BACKBONE), 0.4,
-                           tags={"dataset": "phantom", "backbone": BACKBONE})
-    build_decoder.run(dataset="phantom", subject=SUBJECT, roi=ROI, backbone=BACKBONE)
-    return f"models:/{model_name('decoder', 'phantom', SUBJECT, ROI)}@champion"
-
-
-def test_generate_step_tiny_end_to_end(phantom_features, mlflow_store, tmp_path):
+def test_generate_step_tiny_end_to_end(phantom_features, mlflow_store, register_decoder, tmp_path):
     from sbd.data import god
     from sbd.generate.generators import get_generator
     from sbd.steps import generate
     from sbd.steps.evaluate import load_generation
 
-    decoder = _register_decoder(phantom_features)
+    decoder = register_decoder(phantom_features)
     run_id = generate.run(decoder=decoder, dataset="phantom", data_dir=str(phantom_features),
                           subject=SUBJECT, roi=ROI, generator="tiny", top_k=2, n_per_label=1,
                           seed=7, device="cpu", tiny_preset="small", limit=3, progress=False)

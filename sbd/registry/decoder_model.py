@@ -89,7 +89,7 @@ def log_decoder_model(ridge_uri: str, knn_uri: str, name: str = "decoder",
         input_example = pd.DataFrame(np.zeros((2, n_voxels)),
                                      columns=[f"v{i}" for i in range(n_voxels)])
     with tempfile.TemporaryDirectory() as tmp:
-        code = ridge_model._copy_package(Path(tmp) / "code")
+        code = ridge_model.copy_package(Path(tmp) / "code")
         return mlflow.pyfunc.log_model(
             name=name, python_model=DecoderModel(),
             artifacts={"ridge": ridge_uri, "knn": knn_uri}, code_paths=[str(code)],

@@ -138,7 +138,7 @@ def log_knn_model(labeller: KNNLabeller, bank_path: str | Path, name: str = "mod
             artifacts["bank"] = str(bank_path)
         signature = ModelSignature(inputs=feature_schema(cfg["dim"], "double"),
                                    outputs=output_schema(top_k))
-        code = ridge_model._copy_package(tmp / "code")
+        code = ridge_model.copy_package(tmp / "code")
         return mlflow.pyfunc.log_model(name=name, python_model=KNNModel(), artifacts=artifacts,
                                        code_paths=[str(code)], signature=signature,
                                        pip_requirements=pip_requirements(),

@@ -27,7 +27,7 @@ from sbd.decoding.ridge import MultiRidge
 from sbd.registry.common import model_name, register_model_version
 from sbd.registry.signatures import column_names, table_signature, to_table, validate_table
 
-__all__ = ["WEIGHTS", "RidgePyfunc", "save_weights", "load_weights", "pip_requirements",
+__all__ = ["WEIGHTS", "RidgePyfunc", "save_weights", "load_weights", "pip_requirements", "copy_package",
            "log_ridge_model", "register_ridge_model"]
 
 WEIGHTS = "weights"
@@ -97,7 +97,7 @@ def pip_requirements() -> list[str]:
     return [f"{d}=={_dist_version(d)}" for d in dists]
 
 
-def _copy_package(dest: Path) -> Path:
+def copy_package(dest: Path) -> Path:
     """A copy of the ``sbd`` package without caches (what ``code_paths`` ships)."""
     src = Path(sbd.__file__).resolve().parent
     target = dest / "sbd"
@@ -121,7 +121,7 @@ def log_ridge_model(model: MultiRidge, name: str = "ridge", input_example: Any =
             "sbd_version": sbd.__version__, **(metadata or {})}
     with tempfile.TemporaryDirectory() as tmp:
         weights = save_weights(model, Path(tmp) / WEIGHTS_FILE)
-        code = _copy_package(Path(tmp) / "code")
+        code = copy_package(Path(tmp) / "code")
         script = Path(tmp) / "ridge_pyfunc.py"
         script.write_text(MODEL_CODE)
         return mlflow.pyfunc.log_model(
