@@ -68,7 +68,7 @@ def _figures() -> dict[str, dict[str, float]]:
     import mlflow
 
     runs = mlflow.search_runs(search_all_experiments=True,
-                              filter_string="tags.`sbd.step` = 'evaluate'")
+                              filter_string="tags.`sbd.entry_point` = 'evaluate'")
     out = {}
     for _, r in runs.iterrows():
         key = f"s{r.get('params.subject')} {r.get('params.roi')}"
