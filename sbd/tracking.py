@@ -65,7 +65,9 @@ def step_run(entry_point: str, params: dict[str, Any], run_name: str | None = No
     active = mlflow.active_run()
     resuming = active is None and os.environ.get("MLFLOW_RUN_ID")
     if resuming:
-        run = mlflow.start_run(run_id=os.environ["MLFLOW_RUN_ID"])
+        # Consume the variable (as mlflow.start_run() does): left set, the first nested
+        # start_run() of a child step would resume this run instead of opening its own.
+        run = mlflow.start_run(run_id=os.environ.pop("MLFLOW_RUN_ID"))
     else:
         run = mlflow.start_run(run_name=run_name or default_run_name(entry_point, params),
                                nested=active is not None)

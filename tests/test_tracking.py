@@ -43,6 +43,21 @@ def test_step_run_nests_under_an_active_run(mlflow_store):
     assert mlflow.get_run(child).data.tags["mlflow.parentRunId"] == parent.info.run_id
 
 
+def test_under_mlflow_run_child_steps_get_their_own_runs(mlflow_store, monkeypatch):
+    """``mlflow run`` creates the run and passes it in MLFLOW_RUN_ID: the step resumes it,
+    and the steps it calls are child runs of it, not the same run again."""
+    client = mlflow.MlflowClient()
+    project_run = client.create_run(mlflow.get_experiment_by_name("sbd-tests").experiment_id)
+    monkeypatch.setenv("MLFLOW_RUN_ID", project_run.info.run_id)
+    with tracking.step_run("parent", {"y": 1}) as parent:
+        first, second = toy_step(1), toy_step(2)
+    assert parent.info.run_id == project_run.info.run_id
+    assert len({first, second, parent.info.run_id}) == 3
+    for child in (first, second):
+        assert mlflow.get_run(child).data.tags["mlflow.parentRunId"] == parent.info.run_id
+    assert mlflow.get_run(parent.info.run_id).data.tags[tracking.ENTRY_POINT_TAG] == "parent"
+
+
 def test_get_or_run_reuses_finished_runs_with_the_same_key(mlflow_store):
     CALLS.clear()
     with mlflow.start_run():
