@@ -145,6 +145,14 @@ PRESETS: dict[str, PhantomConfig] = {
         voxels=(("V1", 60), ("V2", 50), ("V3", 40), ("V4", 40), ("LOC", 60), ("FFA", 40),
                 ("PPA", 40)),
         test_repeats=5, imagery_repeats=2, train_run_length=24, imagery_run_length=10),
+    # End-to-end tests of main: a minute to build, and 40 test categories — enough test
+    # images for a permutation p < 0.01 (10 are not).
+    "medium": PhantomConfig(
+        n_train_categories=80, n_train_per_category=4, n_test_categories=40,
+        bank_per_category=3, bank_extra_categories=20, image_size=128, n_subjects=2,
+        voxels=(("V1", 120), ("V2", 100), ("V3", 80), ("V4", 80), ("LOC", 120), ("FFA", 80),
+                ("PPA", 80)),
+        test_repeats=5, imagery_repeats=2, train_run_length=40, imagery_run_length=20),
 }
 
 
@@ -593,7 +601,7 @@ def build(data_dir: str | Path, preset: str = "default", snr: float | None = Non
     Parameters
     ----------
     data_dir : destination folder (created); must not hold another, non-phantom dataset.
-    preset : ``"default"`` (GOD-sized) or ``"small"`` (tests).
+    preset : ``"default"`` (GOD-sized), ``"medium"`` (end-to-end tests) or ``"small"`` (tests).
     snr : single-trial signal-to-noise variance ratio; None → the preset's.
     seed : everything random follows from it.
     n_subjects : None → the preset's.

@@ -77,8 +77,8 @@ def run(dataset: str = "phantom", data_dir: str = "", preset: str = "default",
         feat_run = step("extract_features", extract_features.run, [data_run], dataset=dataset,
                         data_dir=root, backbone=backbone, source="all")
         client = mlflow.MlflowClient()
-        # the tiny generator trains once per dataset; a small phantom gets a short training
-        gen_opts = ({"tiny_preset": "small" if preset == "small" else "default"}
+        # the tiny generator trains once per dataset; a test-sized phantom gets a short training
+        gen_opts = ({"tiny_preset": "default" if preset == "default" else "small"}
                     if generator == "tiny" else {})
         rows, grids = [], []
         for subject in subject_list:
