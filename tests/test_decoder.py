@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from sbd.data.layout import features_file
 from sbd.decoding.decoder import Decoder, ranked_columns, ranked_frame, ranked_scores, ranked_wnids
 from sbd.decoding.knn import InMemoryBank, KNNLabeller
 from sbd.decoding.ridge import MultiRidge
@@ -86,3 +87,37 @@ def test_train_knn_and_build_decoder_on_the_phantom(phantom_features, mlflow_sto
     feats = model.unwrap_python_model().predict_features(test.voxels)
     ridge = mlflow.pyfunc.load_model(dmv.tags["ridge_uri"])
     np.testing.assert_allclose(feats, ridge.predict(table).to_numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_build_decoder_uses_the_model_versions_it_is_given(phantom_features, mlflow_store,
+                                                           register_decoder):
+    """A pinned kNN version is used even when another version is the champion; bad URIs
+    are named in the error."""
+    from sbd.decoding.knn import KNNLabeller
+    from sbd.registry.common import model_name, register_model_version
+    from sbd.registry.knn_model import log_knn_model
+    from sbd.steps import build_decoder
+
+    register_decoder(phantom_features)  # ridge v1, kNN v1 (k=5, score 0.4), decoder v1
+    client = mlflow.MlflowClient()
+    knn_name = model_name("knn", "phantom", backbone="efficientnet-lite0")
+    bank = features_file(phantom_features, "efficientnet-lite0", "bank")
+    with mlflow.start_run(run_name="knn-better"):
+        info = log_knn_model(KNNLabeller(k=1).fit(bank), bank, name="knn")
+    v2, champion = register_model_version(info.model_uri, knn_name, 0.9,
+                                          tags={"dataset": "phantom",
+                                                "backbone": "efficientnet-lite0"})
+    assert champion and client.get_model_version_by_alias(knn_name, "champion").version == v2.version
+
+    run = build_decoder.run(dataset="phantom", subject=1, roi="VC", backbone="efficientnet-lite0",
+                            ridge=f"models:/{model_name('ridge', 'phantom', 1, 'VC')}@champion",
+                            knn=f"models:/{knn_name}/1")
+    tags = client.get_run(run).data.tags
+    assert tags["sbd.knn_uri"] == f"models:/{knn_name}/1"
+    assert tags["sbd.ridge_uri"] == f"models:/{model_name('ridge', 'phantom', 1, 'VC')}/1"
+    run = build_decoder.run(dataset="phantom", subject=1, roi="VC", backbone="efficientnet-lite0")
+    assert client.get_run(run).data.tags["sbd.knn_uri"] == f"models:/{knn_name}/{v2.version}"
+    with pytest.raises(LookupError, match="No registered model version 'models:/.*knn/7'"):
+        build_decoder.run(dataset="phantom", subject=1, roi="VC", knn=f"models:/{knn_name}/7")
+    with pytest.raises(ValueError, match="'runs:/abc/knn' is not a registered model URI"):
+        build_decoder.run(dataset="phantom", subject=1, roi="VC", knn="runs:/abc/knn")

@@ -65,6 +65,15 @@ def test_main_logs_one_child_run_per_step_and_the_summary(main_runs):
                            + 2 * ["train_ridge", "train_knn", "build_decoder", "generate",
                                   "evaluate"])
     assert all(r.info.status == "FINISHED" for r in children)
+    # each chain's decoder is built from the models that chain tuned, not another's champion
+    by_step = {}
+    for r in children:
+        by_step.setdefault((r.data.tags["sbd.entry_point"], r.data.params.get("subject")), r)
+    for subject in ("1", "2"):
+        decoder_tags = by_step[("build_decoder", subject)].data.tags
+        for model in ("ridge", "knn"):
+            assert decoder_tags[f"sbd.{model}_uri"] == \
+                by_step[(f"train_{model}", subject)].data.tags[f"sbd.{model}_uri"]
     artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(cold)}
     assert {"summary.json", "summary.csv", "overview"} <= artifacts
 

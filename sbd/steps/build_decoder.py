@@ -1,7 +1,9 @@
-"""The ``build_decoder`` step: compose the champion ridge and kNN into one decoder pyfunc.
+"""The ``build_decoder`` step: compose a ridge and a kNN model into one decoder pyfunc.
 
-Reads ``models:/sbd-<dataset>-s<subject>-<roi>-ridge@champion`` and
-``models:/sbd-<dataset>-<backbone>-knn@champion``, logs the composite (model ``decoder``,
+Reads ``ridge`` and ``knn`` (model URIs; empty: ``models:/sbd-<dataset>-s<subject>-<roi>-ridge@champion``
+and ``models:/sbd-<dataset>-<backbone>-knn@champion``; ``main`` passes the exact versions its own
+train_ridge / train_knn runs registered, so each chain's decoder uses its own subject's and
+ROI's tuned models even when an older or other-subject version holds ``champion``), logs the composite (model ``decoder``,
 :mod:`sbd.registry.decoder_model`) and registers it as
 ``sbd-<dataset>-s<subject>-<roi>-decoder`` with tags ridge_uri / knn_uri naming the exact
 versions used.  Its validation score is the kNN version's (``val/wup_top1`` on held-out
@@ -34,20 +36,49 @@ def champion_uri(name: str, step: str) -> tuple[str, dict[str, str]]:
     return f"models:/{name}/{mv.version}", dict(mv.tags)
 
 
-def run(dataset: str = "phantom", subject: int = 1, roi: str = "VC", backbone: str = "") -> str:
-    """Compose, log and register the decoder of one subject and ROI; returns the run id."""
+def model_version(uri: str, step: str) -> tuple[str, dict[str, str]]:
+    """``models:/<name>/<version>`` (or ``@alias``) → the exact version URI and its tags."""
+    body = uri[len("models:/"):] if uri.startswith("models:/") else ""
+    name, sep, version = body.rpartition("/") if "/" in body else (body, "", "")
+    if "@" in body:
+        name, alias = body.split("@", 1)
+        try:
+            mv = MlflowClient().get_model_version_by_alias(name, alias)
+        except MlflowException as e:
+            raise LookupError(f"No version {uri!r} (alias {alias!r} of {name!r}): run the "
+                              f"{step} step first.") from e
+    elif name and sep and version.isdigit():
+        try:
+            mv = MlflowClient().get_model_version(name, version)
+        except MlflowException as e:
+            raise LookupError(f"No registered model version {uri!r}: run the {step} step "
+                              f"first.") from e
+    else:
+        raise ValueError(f"{step} model {uri!r} is not a registered model URI "
+                         f"(models:/<name>/<version> or models:/<name>@<alias>).")
+    return f"models:/{mv.name}/{mv.version}", dict(mv.tags)
+
+
+def run(dataset: str = "phantom", subject: int = 1, roi: str = "VC", backbone: str = "",
+        ridge: str = "", knn: str = "") -> str:
+    """Compose, log and register the decoder of one subject and ROI; returns the run id.
+
+    ``ridge`` / ``knn``: registered model URIs; empty = the champions."""
     from sbd.features.backbones import resolve_backbone
     from sbd.registry.decoder_model import log_decoder_model, register_decoder_model
 
     backbone = resolve_backbone(dataset, backbone)
-    params = dict(dataset=dataset, subject=int(subject), roi=roi, backbone=backbone)
+    params = dict(dataset=dataset, subject=int(subject), roi=roi, backbone=backbone,
+                  ridge=ridge, knn=knn)
     tags = {"sbd.dataset": dataset, "sbd.subject": str(int(subject)), "sbd.roi": roi,
             "sbd.backbone": backbone}
     with tracking.step_run("build_decoder", params, tags=tags) as active:
-        ridge_uri, ridge_tags = champion_uri(model_name("ridge", dataset, subject, roi),
-                                             "train_ridge")
-        knn_uri, knn_tags = champion_uri(model_name("knn", dataset, backbone=backbone),
-                                         "train_knn")
+        ridge_uri, ridge_tags = (model_version(ridge, "train_ridge") if ridge else
+                                 champion_uri(model_name("ridge", dataset, subject, roi),
+                                              "train_ridge"))
+        knn_uri, knn_tags = (model_version(knn, "train_knn") if knn else
+                             champion_uri(model_name("knn", dataset, backbone=backbone),
+                                          "train_knn"))
         if ridge_tags.get("backbone", backbone) != backbone:
             raise ValueError(f"{ridge_uri} predicts {ridge_tags['backbone']!r} features, "
                              f"not {backbone!r}.")

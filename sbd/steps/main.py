@@ -89,8 +89,11 @@ def run(dataset: str = "phantom", data_dir: str = "", preset: str = "default",
                 knn_run = step("train_knn", train_knn.run, [ridge_run], dataset=dataset,
                                data_dir=root, subject=subject, roi=roi, backbone=backbone,
                                n_trials=n_trials, seed=seed)
+                # the exact versions this chain tuned (champion may be another subject's)
                 dec_run = step("build_decoder", build_decoder.run, [ridge_run, knn_run],
-                               dataset=dataset, subject=subject, roi=roi, backbone=backbone)
+                               dataset=dataset, subject=subject, roi=roi, backbone=backbone,
+                               ridge=client.get_run(ridge_run).data.tags.get("sbd.ridge_uri", ""),
+                               knn=client.get_run(knn_run).data.tags.get("sbd.knn_uri", ""))
                 # the exact version this chain built (champion moves only when better)
                 decoder = client.get_run(dec_run).data.tags.get(
                     "sbd.decoder_uri",
