@@ -1,10 +1,11 @@
 """The ``build_decoder`` step: compose a ridge and a kNN model into one decoder pyfunc.
 
-Reads ``ridge`` and ``knn`` (model URIs; empty: ``models:/sbd-<dataset>-s<subject>-<roi>-ridge@champion``
-and ``models:/sbd-<dataset>-<backbone>-knn@champion``; ``main`` passes the exact versions its own
-train_ridge / train_knn runs registered, so each chain's decoder uses its own subject's and
-ROI's tuned models even when an older or other-subject version holds ``champion``), logs the composite (model ``decoder``,
-:mod:`sbd.registry.decoder_model`) and registers it as
+Reads the models ``ridge`` and ``knn`` (registered model URIs; empty: the champions
+``models:/sbd-<dataset>-s<subject>-<roi>-ridge@champion`` and
+``models:/sbd-<dataset>-<backbone>-knn@champion``; ``main`` passes the exact versions its own
+train_ridge / train_knn runs registered, so each chain's decoder uses the models tuned for
+its subject and ROI even when an older or another subject's version holds ``champion``),
+logs the composite (model ``decoder``, :mod:`sbd.registry.decoder_model`) and registers it as
 ``sbd-<dataset>-s<subject>-<roi>-decoder`` with tags ridge_uri / knn_uri naming the exact
 versions used.  Its validation score is the kNN version's (``val/wup_top1`` on held-out
 categories predicted by this subject's ridge); ``champion`` moves only when it is better.
