@@ -9,19 +9,13 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 
 BACKBONE = "efficientnet-lite0"
 SUBJECT, ROI = 1, "VC"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 

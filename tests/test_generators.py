@@ -16,13 +16,7 @@ from sbd.generate.generators import (GENERATORS, LabelIndex, ModelNotFoundError,
 TENCH, GOLDFISH, DOG = "n01440764", "n01443537", "n02084071"  # dog: not an ImageNet-1k class
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Small models: one torch thread is faster, and far faster on a busy machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _tokenizer(folder):

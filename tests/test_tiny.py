@@ -20,13 +20,7 @@ WNIDS = ("n01440764", "n01443537", "n01484850")
 COLOURS = ((220, 40, 40), (40, 200, 40), (40, 40, 220))
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Small models: one torch thread is faster, and far faster on a busy machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
