@@ -30,6 +30,12 @@ def model_name(kind: str, dataset: str, subject: int | str | None = None,
     raise ValueError(f"Unknown kind={kind!r}; valid: {', '.join(KINDS)}.")
 
 
+def decoder_champion_uri(dataset: str, subject: int | str, roi: str) -> str:
+    """``models:/sbd-<dataset>-s<subject>-<roi>-decoder@champion``: the decoder the generate and
+    evaluate steps use when none is given."""
+    return f"models:/{model_name('decoder', dataset, subject, roi)}@{CHAMPION}"
+
+
 def _champion_score(client: MlflowClient, name: str) -> float | None:
     try:
         mv = client.get_model_version_by_alias(name, CHAMPION)

@@ -33,7 +33,7 @@ import pandas as pd
 
 from sbd.data.layout import features_file, resolve_data_dir
 from sbd.metrics.decoding import IDENTIFICATION_NS, DecodingEvaluation, evaluate_decoding
-from sbd.registry.common import model_name
+from sbd.registry.common import decoder_champion_uri
 from sbd.tracking import step_run
 
 log = logging.getLogger(__name__)
@@ -42,10 +42,6 @@ GENERATION_CSV = "generation.csv"
 GENERATION_COLUMNS = ("sample_id", "image_id", "image_paths")
 _RANK = re.compile(r"rank(\d+)_")
 
-
-def default_decoder_uri(dataset: str, subject: int, roi: str) -> str:
-    """``models:/sbd-<dataset>-s<subject>-<roi>-decoder@champion``."""
-    return f"models:/{model_name('decoder', dataset, subject, roi)}@champion"
 
 
 def decoder_tags(uri: str) -> dict[str, str]:
@@ -268,7 +264,7 @@ def run(decoder: str = "", dataset: str = "phantom", data_dir: str = "", subject
     if int(n_chance) < 1:
         raise ValueError(f"n_chance must be >= 1, got {n_chance}.")
     root = resolve_data_dir(dataset, data_dir)
-    uri = decoder or default_decoder_uri(dataset, subject, roi)
+    uri = decoder or decoder_champion_uri(dataset, subject, roi)
     params = dict(decoder=decoder, dataset=dataset, data_dir=data_dir, subject=int(subject),
                   roi=roi, generate_run=generate_run, n_chance=int(n_chance), seed=int(seed))
     tags = {"sbd.decoder_uri": uri, "sbd.dataset": dataset, "sbd.subject": str(int(subject)),

@@ -26,10 +26,7 @@ when there is none it is trained first (:func:`train_tiny`, in a nested ``train_
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -41,7 +38,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from sbd.data.layout import resolve_data_dir
-from sbd.registry.common import model_name
+from sbd.registry.common import decoder_champion_uri
 from sbd.tracking import step_run
 
 log = logging.getLogger(__name__)
@@ -50,9 +47,6 @@ COLUMNS = ("sample_id", "image_id", "true_wnid", "true_name", "decoded_wnids", "
            "scores", "image_paths", "stimulus_path")
 STIMULUS_SIZE = 256
 
-
-def default_decoder_uri(dataset: str, subject: int, roi: str) -> str:
-    return f"models:/{model_name('decoder', dataset, subject, roi)}@champion"
 
 
 def find_tiny_model(dataset: str, data_dir: str | Path, preset: str | None = None) -> str | None:
@@ -102,7 +96,7 @@ def train_tiny(dataset: str, data_dir: str | Path, preset: str = "default",
     cfg = tiny.resolve_config(preset, **overrides)
     work = Path(work_dir) if work_dir else data_dir / "tiny" / preset
     params = {"dataset": dataset, "data_dir": str(data_dir), "preset": preset,
-              **{k: v for k, v in cfg.to_dict().items()}}
+              **cfg.to_dict()}
     with step_run("train_tiny", params, tags={"sbd.dataset": dataset}):
         pipe = tiny.train(data_dir, work, cfg, progress=progress)
         mlflow.log_metrics({f"tiny/{k}": float(v) for k, v in pipe.info.items()})
@@ -154,7 +148,7 @@ def run(decoder: str = "", dataset: str = "phantom", data_dir: str = "", subject
     if int(top_k) < 1 or int(n_per_label) < 1:
         raise ValueError(f"top_k and n_per_label must be >= 1, got {top_k}, {n_per_label}.")
     data_root = resolve_data_dir(dataset, data_dir)
-    decoder_uri = decoder or default_decoder_uri(dataset, subject, roi)
+    decoder_uri = decoder or decoder_champion_uri(dataset, subject, roi)
     params = dict(decoder=decoder, dataset=dataset, data_dir=data_dir, subject=int(subject),
                   roi=roi, generator=generator, model_id=model_id, steps=int(steps),
                   guidance=float(guidance), top_k=int(top_k), n_per_label=int(n_per_label),
@@ -233,11 +227,7 @@ def run(decoder: str = "", dataset: str = "phantom", data_dir: str = "", subject
         mlflow.log_table(table, artifact_file="generation.json")
         mlflow.log_text(table.to_csv(index=False), "generation.csv")
         if blanked:
-            buf = io.StringIO()
-            w = csv.DictWriter(buf, fieldnames=list(blanked[0]))
-            w.writeheader()
-            w.writerows(blanked)
-            mlflow.log_text(buf.getvalue(), "blanked.csv")
+            mlflow.log_text(pd.DataFrame(blanked).to_csv(index=False), "blanked.csv")
             log.warning("The safety checker blanked %d of %d images (listed in blanked.csv).",
                         len(blanked), n_images)
         mlflow.log_metrics({"generate/n_images": n_images, "generate/n_blanked": len(blanked),

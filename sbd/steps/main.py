@@ -19,7 +19,7 @@ import pandas as pd
 
 from sbd import tracking
 from sbd.data.layout import resolve_data_dir
-from sbd.registry.common import model_name
+from sbd.registry.common import decoder_champion_uri
 
 log = logging.getLogger(__name__)
 
@@ -96,8 +96,7 @@ def run(dataset: str = "phantom", data_dir: str = "", preset: str = "default",
                                knn=client.get_run(knn_run).data.tags.get("sbd.knn_uri", ""))
                 # the exact version this chain built (champion moves only when better)
                 decoder = client.get_run(dec_run).data.tags.get(
-                    "sbd.decoder_uri",
-                    f"models:/{model_name('decoder', dataset, subject, roi)}@champion")
+                    "sbd.decoder_uri", decoder_champion_uri(dataset, subject, roi))
                 gen_run = step("generate", generate.run, [dec_run], decoder=decoder,
                                dataset=dataset, data_dir=root, subject=subject, roi=roi,
                                generator=generator, seed=seed, **gen_opts)
