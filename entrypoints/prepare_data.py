@@ -12,7 +12,7 @@ from sbd.steps import prepare_data
 parser = argparse.ArgumentParser(description=__doc__)
 parser.add_argument("--dataset", default="phantom", choices=["phantom", "god"])
 parser.add_argument("--data-dir", default="")
-parser.add_argument("--preset", default="default", help="phantom preset: default or small")
+parser.add_argument("--preset", default="default", help="phantom preset: default, medium or small")
 parser.add_argument("--snr", type=float, default=-1.0, help="phantom SNR; negative: the preset's")
 parser.add_argument("--seed", type=as_int, default=0)
 parser.add_argument("--n-subjects", type=as_int, default=0,
