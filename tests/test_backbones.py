@@ -44,11 +44,12 @@ def test_uint8_batches_are_normalised_like_transform():
     torch.testing.assert_close(bb.features(u[None]), bb.features(x[None]))
 
 
-def test_efficientnet_lite0_classifies_real_photos():
+@pytest.mark.parametrize("name", ["efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2"])
+def test_efficientnet_lite_classifies_real_photos(name):
     from torchvision.models import ResNet50_Weights
 
     categories = ResNet50_Weights.IMAGENET1K_V1.meta["categories"]  # ImageNet-1k class names
-    bb = get_backbone("efficientnet-lite0", device="cpu")
+    bb = get_backbone(name, device="cpu")
     assert bb.dim == 1280
     photos = {"chelsea": {"tabby", "tiger cat", "Egyptian cat"},
               "coffee": {"espresso", "cup"},

