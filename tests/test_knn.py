@@ -114,6 +114,43 @@ def test_label_rules_on_a_hand_made_case():
         rank_labels(nb, classes, "best")
 
 
+def test_semantic_rule_picks_the_label_of_highest_expected_similarity():
+    """Evidence split between two sibling classes: rank 1 is their common parent (never the
+    nearest), ranks 2.. the most probable classes; a confident posterior keeps the nearest."""
+    classes = np.array(["dog", "wolf", "canine", "car"])
+    sim = np.array([[1.0, 0.6, 0.9, 0.1], [0.6, 1.0, 0.9, 0.1], [0.9, 0.9, 1.0, 0.1],
+                    [0.1, 0.1, 0.1, 1.0]])
+    d = np.array([[0.10, 0.11, 0.60, 0.90]], np.float32)
+    nb = Neighbours(np.zeros((1, 1), int), d[:, :1], np.array([["dog"]]), d, classes, "cosine")
+    w, s = rank_labels(nb, classes, "semantic", temperature=0.5, top_k=3,
+                       centroid_dist=np.zeros((1, 4)), class_similarity=sim)
+    assert w[0].tolist() == ["canine", "dog", "wolf"]
+    p = np.exp(-d[0] / (0.5 * d[0].mean()))
+    p /= p.sum()
+    np.testing.assert_allclose(s[0], (p @ sim)[[2, 0, 1]], rtol=1e-5)
+    w, _ = rank_labels(nb, classes, "semantic", temperature=1e-3, top_k=2,
+                       centroid_dist=np.zeros((1, 4)), class_similarity=sim)
+    assert w[0].tolist() == ["dog", "wolf"]
+    with pytest.raises(ValueError, match="needs the class similarity"):
+        rank_labels(nb, classes, "semantic")
+
+
+@pytest.mark.parametrize("mode", ["center", "zscore"])
+def test_normalised_labeller_equals_brute_force_on_normalised_features(bank_file, queries, mode):
+    path, X, wnids, _ = bank_file
+    rng = np.random.default_rng(3)
+    mean, sd = rng.normal(size=32).astype(np.float32), rng.uniform(0.5, 2, 32).astype(np.float32)
+    lab = KNNLabeller(k=1, metric="cosine", rule="nearest", normalize=mode, block_size=128)
+    lab.fit(path, stats=(mean, sd))
+    f = (lambda a: (a - mean) / sd) if mode == "zscore" else (lambda a: a - mean)
+    D = pairwise_distances(f(queries), f(X), metric="cosine")
+    assert lab.predict(queries).tolist() == wnids[D.argmin(1)].tolist()
+    raw = KNNLabeller(k=1, metric="cosine", rule="nearest").fit(path).predict(queries)
+    assert raw.tolist() != lab.predict(queries).tolist()  # the normalisation does something
+    with pytest.raises(ValueError, match="needs the training features' mean"):
+        KNNLabeller(normalize=mode).fit(path)
+
+
 @pytest.mark.parametrize("rule", RULES)
 @pytest.mark.parametrize("metric", METRICS)
 def test_labeller_against_brute_force(bank_file, queries, rule, metric):

@@ -22,9 +22,29 @@ score (higher = better):
     classes ranked by the distance of their mean feature (nearest class mean); score as
     for ``nearest``.
 
+``semantic``
+    a posterior over classes, softmax of ``-d_c / (temperature * mean(d))`` over each
+    class's nearest member.  Rank 1 is the label of highest *expected* Wu-Palmer
+    similarity to the truth, ``sum_c' p(c') wup(c', c)`` (minimum Bayes risk for the
+    reported top-1 metric: when the evidence is split between "dog" and "wolf",
+    "canine" wins); ranks 2.. are the most probable other classes, in posterior order
+    (what top-k accuracy rewards).  Score = the label's expected Wu-Palmer similarity.
+    Needs the class similarity matrix (``class_similarity``, C × C).
+
 Ranks that the rule leaves empty (fewer than ``top_k`` labels among the k neighbours) are
 filled by nearest member, then by centroid distance, with score 0 for ``vote`` and
 ``weighted``.
+
+Feature normalisation (:data:`NORMALIZATIONS`), applied to the queries and to every bank
+row alike, with statistics of the *training* stimulus features (stored with the model, so
+a sample's labels never depend on the other samples of a request):
+
+``none``    raw features (the paper's);
+``center``  minus the training-feature mean (so cosine compares directions around the
+            typical image, not around the origin, where every ReLU feature vector
+            points the same way);
+``zscore``  centred and divided by the training-feature sd per dimension (a diagonal
+            whitening: every feature counts alike).
 
 An optional FAISS backend (extra ``faiss``) gives exact flat indexes and an approximate
 IVF-PQ index; :func:`recall_at_k` measures the latter against exact search.
@@ -46,7 +66,8 @@ import torch
 from sklearn.base import BaseEstimator
 
 METRICS = ("euclidean", "cosine")
-RULES = ("nearest", "vote", "weighted", "centroid")
+RULES = ("nearest", "vote", "weighted", "centroid", "semantic")
+NORMALIZATIONS = ("none", "center", "zscore")
 BACKENDS = ("torch", "faiss-flat", "faiss-ivfpq")
 DEFAULT_BLOCK_SIZE = 8192
 _EPS = 1e-12
@@ -98,6 +119,85 @@ class InMemoryBank:
 
     def close(self) -> None:
         pass
+
+
+class FeatureNormalizer:
+    """``x -> (x - shift) / scale`` per dimension, from training-feature statistics.
+
+    Parameters
+    ----------
+    mode : {"none", "center", "zscore"} (:data:`NORMALIZATIONS`)
+    mean, std : arrays (D,) of the training stimulus features (needed unless ``none``)
+    """
+
+    def __init__(self, mode: str = "none", mean: np.ndarray | None = None,
+                 std: np.ndarray | None = None) -> None:
+        _check_choice("normalize", mode, NORMALIZATIONS)
+        self.mode = mode
+        self.shift = self.scale = None
+        if mode == "none":
+            return
+        if mean is None or (mode == "zscore" and std is None):
+            raise ValueError(f"normalize={mode!r} needs the training features' mean"
+                             f"{' and sd' if mode == 'zscore' else ''} (stats=).")
+        self.shift = np.asarray(mean, dtype=np.float32).ravel()
+        if mode == "zscore":
+            sd = np.asarray(std, dtype=np.float32).ravel()
+            if sd.shape != self.shift.shape:
+                raise ValueError(f"Feature mean {self.shift.shape} and sd {sd.shape} differ.")
+            self.scale = np.where(sd > 1e-6 * max(float(sd.max()), _EPS), sd, 1.0
+                                  ).astype(np.float32)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        """Normalised copy of ``x`` (n, D), float32."""
+        x = np.asarray(x, dtype=np.float32)
+        if self.shift is None:
+            return x
+        if x.shape[-1] != self.shift.shape[0]:
+            raise ValueError(f"Features have {x.shape[-1]} columns; the normalisation "
+                             f"statistics have {self.shift.shape[0]}.")
+        out = x - self.shift
+        return out / self.scale if self.scale is not None else out
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """Its statistics as plain arrays (for ``np.savez``)."""
+        out = {"mode": np.array(self.mode)}
+        if self.shift is not None:
+            out["shift"] = self.shift
+        if self.scale is not None:
+            out["scale"] = self.scale
+        return out
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray]) -> "FeatureNormalizer":
+        norm = cls("none")
+        norm.mode = str(arrays["mode"])
+        _check_choice("normalize", norm.mode, NORMALIZATIONS)
+        norm.shift = np.asarray(arrays["shift"], np.float32) if "shift" in arrays else None
+        norm.scale = np.asarray(arrays["scale"], np.float32) if "scale" in arrays else None
+        return norm
+
+
+class NormalizedBank:
+    """A bank whose blocks are served through a :class:`FeatureNormalizer`."""
+
+    def __init__(self, bank: Any, normalizer: FeatureNormalizer) -> None:
+        self.inner = bank
+        self.normalizer = normalizer
+        self.wnids = bank.wnids
+        self.image_ids = getattr(bank, "image_ids", None)
+        self.backbone = getattr(bank, "backbone", "")
+        self.dim = bank.dim
+
+    def __len__(self) -> int:
+        return len(self.inner)
+
+    def iter_blocks(self, block_size: int) -> Iterator[tuple[int, np.ndarray]]:
+        for start, block in iter_blocks(self.inner, block_size):
+            yield start, self.normalizer(block)
+
+    def close(self) -> None:
+        self.inner.close()
 
 
 def open_bank(bank: Any):
@@ -437,7 +537,8 @@ def similarity(distances: np.ndarray, metric: str) -> np.ndarray:
 
 def rank_labels(neighbours: Neighbours, classes: np.ndarray, rule: str = "nearest",
                 k: int = 5, temperature: float = 1.0, top_k: int = 5,
-                centroid_dist: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                centroid_dist: np.ndarray | None = None,
+                class_similarity: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Apply a label rule to a search result.
 
     Parameters
@@ -454,6 +555,8 @@ def rank_labels(neighbours: Neighbours, classes: np.ndarray, rule: str = "neares
         Ranks returned (capped at C).
     centroid_dist : float array (n, C), optional
         Distances to class centroids; needed by ``centroid``, used to fill ranks otherwise.
+    class_similarity : float array (C, C), optional
+        ``[c_true, c_decoded]`` similarity (Wu-Palmer) of the classes; needed by ``semantic``.
 
     Returns
     -------
@@ -473,6 +576,29 @@ def rank_labels(neighbours: Neighbours, classes: np.ndarray, rule: str = "neares
             raise ValueError("rule='centroid' needs centroid distances (fit the labeller first).")
         primary = -centroid_dist
         secondary, tertiary = cls_d, cls_d
+    elif rule == "semantic":
+        if class_similarity is None:
+            raise ValueError("rule='semantic' needs the class similarity matrix "
+                             "(class_similarity, C × C).")
+        if class_similarity.shape != (n_classes, n_classes):
+            raise ValueError(f"class_similarity has shape {class_similarity.shape}; expected "
+                             f"({n_classes}, {n_classes}).")
+        if not temperature > 0:
+            raise ValueError(f"temperature must be > 0, got {temperature!r}.")
+        found = np.isfinite(cls_d)
+        d = np.where(found, cls_d, 0.0).astype(np.float64)
+        mean = d.sum(1, keepdims=True) / np.maximum(found.sum(1, keepdims=True), 1)
+        logits = np.where(found, -d / (np.maximum(mean, _EPS) * float(temperature)), -np.inf)
+        logits -= logits.max(1, keepdims=True)
+        post = np.exp(logits)
+        post /= post.sum(1, keepdims=True)
+        expected = post @ np.asarray(class_similarity, dtype=np.float64)
+        rows = np.arange(n)
+        first = np.lexsort((-post, -expected), axis=-1)[:, 0]
+        rest = np.lexsort((cen_d, cls_d, -post), axis=-1)
+        rest = rest[rest != first[:, None]].reshape(n, n_classes - 1)
+        order = np.concatenate([first[:, None], rest], axis=1)[:, :top_k]
+        return classes[order], expected[rows[:, None], order].astype(np.float32)
     else:
         if rule == "nearest":
             primary = np.where(np.isfinite(cls_d), -cls_d, -np.inf)
@@ -531,18 +657,24 @@ class KNNLabeller(BaseEstimator):
         Bank rows per streamed block.
     backend : {"torch", "faiss-flat", "faiss-ivfpq"}
         ``torch`` = exact streaming search (default); FAISS backends need ``faiss-cpu``.
+    normalize : {"none", "center", "zscore"}
+        Feature normalisation of queries and bank (module doc); the statistics are given
+        to :meth:`fit` (``stats``), from the training stimulus features.
     faiss_params : dict, optional
         ``nlist``, ``m``, ``nbits``, ``nprobe`` of the IVF-PQ index.
 
     Attributes
     ----------
     bank_ : the fitted bank; ``classes_`` (C,) str; ``codes_`` (N,) int;
-    ``centroids_`` (C, D) float32; ``index_`` the FAISS index (FAISS backends only).
+    ``centroids_`` (C, D) float32, in the normalised space; ``normalizer_``;
+    ``class_similarity_`` (C, C) float32 or None (rule ``semantic``); ``index_`` the FAISS
+    index (FAISS backends only).
     """
 
     def __init__(self, k: int = 5, metric: str = "euclidean", rule: str = "nearest",
                  temperature: float = 1.0, top_k: int = 5, block_size: int = DEFAULT_BLOCK_SIZE,
-                 backend: str = "torch", faiss_params: dict | None = None) -> None:
+                 backend: str = "torch", faiss_params: dict | None = None,
+                 normalize: str = "none") -> None:
         self.k = k
         self.metric = metric
         self.rule = rule
@@ -551,9 +683,11 @@ class KNNLabeller(BaseEstimator):
         self.block_size = block_size
         self.backend = backend
         self.faiss_params = faiss_params
+        self.normalize = normalize
 
     def _check_params(self) -> None:
         _check_choice("metric", self.metric, METRICS)
+        _check_choice("normalize", self.normalize, NORMALIZATIONS)
         _check_choice("rule", self.rule, RULES)
         _check_choice("backend", self.backend, BACKENDS)
         if int(self.k) < 1 or int(self.top_k) < 1:
@@ -561,14 +695,28 @@ class KNNLabeller(BaseEstimator):
         if not float(self.temperature) > 0:
             raise ValueError(f"temperature must be > 0, got {self.temperature!r}.")
 
-    def fit(self, bank: Any, centroids: np.ndarray | None = None) -> "KNNLabeller":
+    def fit(self, bank: Any, centroids: np.ndarray | None = None,
+            stats: tuple[np.ndarray, np.ndarray] | FeatureNormalizer | None = None,
+            class_similarity: np.ndarray | None = None) -> "KNNLabeller":
         """Index ``bank`` (FeatureBank, InMemoryBank or path): classes, centroids, FAISS index.
 
         ``centroids`` (C, D), when given, are taken as the class means for this metric
-        (saved with a model) instead of one pass over the bank.
+        (saved with a model) instead of one pass over the bank.  ``stats``: ``(mean (D,),
+        sd (D,))`` of the training stimulus features (or a fitted :class:`FeatureNormalizer`),
+        needed unless ``normalize="none"``.  ``class_similarity`` (C, C), rule ``semantic``
+        only: Wu-Palmer similarity of the bank's classes (sorted wnids); default computed
+        from WordNet.
         """
         self._check_params()
-        self.bank_ = open_bank(bank)
+        if isinstance(stats, FeatureNormalizer):
+            if stats.mode != self.normalize:
+                raise ValueError(f"The normalizer is {stats.mode!r}, not {self.normalize!r}.")
+            self.normalizer_ = stats
+        else:
+            mean, sd = stats if stats is not None else (None, None)
+            self.normalizer_ = FeatureNormalizer(self.normalize, mean, sd)
+        raw = open_bank(bank)
+        self.bank_ = raw if self.normalize == "none" else NormalizedBank(raw, self.normalizer_)
         if len(self.bank_) == 0:
             raise ValueError("The feature bank is empty.")
         self.classes_, self.codes_ = class_codes(self.bank_.wnids)
@@ -581,6 +729,18 @@ class KNNLabeller(BaseEstimator):
         else:
             self.centroids_ = class_centroids(self.bank_, self.codes_, len(self.classes_),
                                               self.metric, self.block_size)
+        self.class_similarity_ = None
+        if self.rule == "semantic":
+            if class_similarity is None:
+                from sbd.metrics.wordnet import wup_matrix  # wordnet: the bottom layer
+
+                class_similarity = wup_matrix(list(self.classes_), list(self.classes_))
+            class_similarity = np.asarray(class_similarity, dtype=np.float32)
+            c = len(self.classes_)
+            if class_similarity.shape != (c, c):
+                raise ValueError(f"class_similarity has shape {class_similarity.shape}; "
+                                 f"expected ({c}, {c}) for the bank's classes.")
+            self.class_similarity_ = class_similarity
         if self.backend != "torch":
             kind = self.backend.split("-", 1)[1]
             self.index_ = FaissIndex(kind=kind, metric=self.metric,
@@ -594,6 +754,7 @@ class KNNLabeller(BaseEstimator):
     def search(self, features: Any, k: int | None = None) -> Neighbours:
         """Neighbours (with class distances) of ``features`` (n, D); ``k`` default ``self.k``."""
         k = int(k if k is not None else max(self.k, self.top_k))
+        features = self.normalizer_(_as_queries(features, self.bank_.dim).numpy())
         if self.backend == "torch":
             nb = exact_search(features, self.bank_, k, self.metric, self.block_size,
                               codes=self.codes_, n_classes=len(self.classes_))
@@ -622,10 +783,13 @@ class KNNLabeller(BaseEstimator):
         return nb.indices, nb.distances, nb.wnids
 
     def rank(self, neighbours: Neighbours, features: Any) -> tuple[np.ndarray, np.ndarray]:
-        """Ranked ``(wnids (n, top_k), scores (n, top_k))`` from a search result."""
-        cen = centroid_distances(features, self.centroids_, self.metric)
+        """Ranked ``(wnids (n, top_k), scores (n, top_k))`` from a search result of
+        ``features`` (raw, as given to :meth:`search`)."""
+        cen = centroid_distances(self.normalizer_(_as_queries(features, self.bank_.dim).numpy()),
+                                 self.centroids_, self.metric)
         return rank_labels(neighbours, self.classes_, self.rule, int(self.k),
-                           float(self.temperature), int(self.top_k), cen)
+                           float(self.temperature), int(self.top_k), cen,
+                           getattr(self, "class_similarity_", None))
 
     def predict_ranked(self, features: Any) -> tuple[np.ndarray, np.ndarray]:
         """Ranked ``(wnids (n, top_k) str, scores (n, top_k) float32)``, rank 1 first."""

@@ -9,7 +9,9 @@ Once loaded, a bank whose float16 features fit in ``in_memory_mb`` (config, defa
 2 GiB) is held in memory, so a served model does not decompress it for every request.
 
 Artifacts: ``config.json`` (labeller parameters, backbone, dim), ``centroids.npy`` (class
-means, so loading needs no pass over the bank), ``names.json`` (wnid → name, so serving
+means, so loading needs no pass over the bank), ``normalizer.npz`` (the training-feature
+statistics of the labeller's feature normalisation), ``class_similarity.npy`` (rule
+``semantic``: Wu-Palmer similarity of the bank's classes), ``names.json`` (wnid → name, so serving
 needs no WordNet) and ``bank.h5`` — the bank itself when it is at most ``max_bank_mb``,
 else only its absolute path in ``config.json`` (``bank_ref``), which must then exist
 where the model is loaded.
@@ -36,7 +38,7 @@ from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, Schema
 
 from sbd.decoding.decoder import ranked_frame
-from sbd.decoding.knn import InMemoryBank, KNNLabeller
+from sbd.decoding.knn import FeatureNormalizer, InMemoryBank, KNNLabeller
 from sbd.features.bank import FeatureBank
 from sbd.registry import ridge_model
 from sbd.registry.signatures import feature_schema, validate_table
@@ -92,7 +94,14 @@ class KNNModel(mlflow.pyfunc.PythonModel):
             fb = bank
             bank = InMemoryBank(fb.load(np.float16), fb.wnids, fb.image_ids, fb.backbone)
             fb.close()
-        self.labeller = KNNLabeller(**cfg["params"]).fit(bank, centroids=np.load(arts["centroids"]))
+        normalizer = None
+        if "normalizer" in arts:
+            with np.load(arts["normalizer"], allow_pickle=False) as z:
+                normalizer = FeatureNormalizer.from_arrays({k: z[k] for k in z.files})
+        similarity = np.load(arts["class_similarity"]) if "class_similarity" in arts else None
+        self.labeller = KNNLabeller(**cfg["params"]).fit(bank, centroids=np.load(arts["centroids"]),
+                                                         stats=normalizer,
+                                                         class_similarity=similarity)
 
     def predict_ranked(self, features: Any) -> tuple[np.ndarray, np.ndarray]:
         """Ranked ``(wnids (n, K), scores (n, K))`` of features (n, D)."""
@@ -132,8 +141,13 @@ def log_knn_model(labeller: KNNLabeller, bank_path: str | Path, name: str = "mod
         (tmp / "config.json").write_text(json.dumps(cfg, indent=1))
         (tmp / "names.json").write_text(json.dumps(names))
         np.save(tmp / "centroids.npy", labeller.centroids_)
+        np.savez(tmp / "normalizer.npz", **labeller.normalizer_.to_arrays())
         artifacts = {"config": str(tmp / "config.json"), "names": str(tmp / "names.json"),
-                     "centroids": str(tmp / "centroids.npy")}
+                     "centroids": str(tmp / "centroids.npy"),
+                     "normalizer": str(tmp / "normalizer.npz")}
+        if labeller.class_similarity_ is not None:
+            np.save(tmp / "class_similarity.npy", labeller.class_similarity_)
+            artifacts["class_similarity"] = str(tmp / "class_similarity.npy")
         if not by_ref:
             artifacts["bank"] = str(bank_path)
         signature = ModelSignature(inputs=feature_schema(cfg["dim"], "double"),
