@@ -13,8 +13,10 @@ small products.  Two solvers compute ``(U, s, V)`` in float64 (:data:`RIDGE_SOLV
   the fMRI case: far cheaper than an SVD of a wide matrix).
 
 :class:`MultiRidge` is the sklearn-style estimator built on them; it also selects voxels
-(:func:`select_voxels`, computed on the data given to ``fit`` only) and offers the paper's
-test-time adjustment (:func:`adjust_predictions`).
+(:func:`select_voxels`, computed on the data given to ``fit`` only), an inductive feature
+rescaling with stored statistics (:meth:`MultiRidge.set_rescale`), and the paper's
+transductive test-time adjustment (:func:`adjust_predictions`) as a batch-mode option for
+the paper's baseline only (never served: a sample's prediction would depend on its batch).
 """
 
 from __future__ import annotations
@@ -350,7 +352,8 @@ class MultiRidge(RegressorMixin, BaseEstimator):
     selection : {"corr", "f"}
         How kept voxels are chosen from the training data (:func:`voxel_scores`).
     test_time_adjust : bool
-        Apply the paper's :func:`adjust_predictions` to every predicted batch.
+        Batch mode, the paper's baseline only: apply :func:`adjust_predictions` to every
+        predicted batch (transductive; needs ≥ 2 rows; never registered or served).
     solver : {"auto", "svd", "eigh"}
 
     Attributes
@@ -359,6 +362,9 @@ class MultiRidge(RegressorMixin, BaseEstimator):
     intercept_ : ndarray (d,)
     support_ : ndarray (k,) of int, the kept voxel indices
     target_mean_, target_std_ : ndarray (d,), of the training targets
+    rescale_mean_, rescale_std_ : ndarray (d,) or None — set by :meth:`set_rescale`:
+        predictions are then mapped ``(P - rescale_mean_) / rescale_std_ * target_std_ +
+        target_mean_`` (the paper's adjustment with statistics fixed at training time)
     n_features_in_ : int, v
     """
 
@@ -399,7 +405,31 @@ class MultiRidge(RegressorMixin, BaseEstimator):
         self.support_ = support
         self.target_mean_ = Y.mean(axis=0)
         self.target_std_ = Y.std(axis=0)
+        self.rescale_mean_ = self.rescale_std_ = None
         self.n_features_in_ = X.shape[1]
+        return self
+
+    def set_rescale(self, pred_mean: np.ndarray | None, pred_std: np.ndarray | None
+                    ) -> "MultiRidge":
+        """Rescale every prediction with fixed statistics (inductive; one row works).
+
+        ``pred_mean`` / ``pred_std`` (d,): the mean and sd of held-out predictions made at
+        training time (e.g. category-averaged out-of-fold predictions); None switches
+        the rescaling off.
+        """
+        self._check_fitted()
+        if pred_mean is None or pred_std is None:
+            self.rescale_mean_ = self.rescale_std_ = None
+            return self
+        m = np.asarray(pred_mean, dtype=np.float64).ravel()
+        sd = np.asarray(pred_std, dtype=np.float64).ravel()
+        d = self.coef_.shape[1]
+        if m.shape != (d,) or sd.shape != (d,):
+            raise ValueError(f"Rescale statistics must have shape ({d},), got {m.shape} and "
+                             f"{sd.shape}.")
+        if not (np.all(np.isfinite(m)) and np.all(np.isfinite(sd))):
+            raise ValueError("Rescale statistics contain NaN or infinite values.")
+        self.rescale_mean_, self.rescale_std_ = m, np.where(sd > 0, sd, 1.0)
         return self
 
     def _check_fitted(self) -> None:
@@ -416,6 +446,8 @@ class MultiRidge(RegressorMixin, BaseEstimator):
         P = X[:, self.support_] @ self.coef_[self.support_] + self.intercept_
         if self.test_time_adjust:
             P = adjust_predictions(P, self.target_mean_, self.target_std_)
+        elif getattr(self, "rescale_std_", None) is not None:
+            P = (P - self.rescale_mean_) / self.rescale_std_ * self.target_std_ + self.target_mean_
         return P[:, 0] if getattr(self, "_single_target", False) else P
 
     # -- plain-array persistence (never pickles) ---------------------------------------
@@ -429,6 +461,8 @@ class MultiRidge(RegressorMixin, BaseEstimator):
             "standardize": np.array(bool(self.standardize)),
             "fit_intercept": np.array(bool(self.fit_intercept)),
             "test_time_adjust": np.array(bool(self.test_time_adjust)),
+            **({"rescale_mean": self.rescale_mean_, "rescale_std": self.rescale_std_}
+               if getattr(self, "rescale_std_", None) is not None else {}),
         }
 
     @classmethod
@@ -449,6 +483,9 @@ class MultiRidge(RegressorMixin, BaseEstimator):
         model.target_mean_ = np.asarray(arrays["target_mean"], dtype=np.float64)
         model.target_std_ = np.asarray(arrays["target_std"], dtype=np.float64)
         model.n_features_in_ = model.coef_.shape[0]
+        model.rescale_mean_ = model.rescale_std_ = None
+        if "rescale_std" in arrays:
+            model.set_rescale(arrays["rescale_mean"], arrays["rescale_std"])
         if model.coef_.ndim != 2 or model.intercept_.shape != (model.coef_.shape[1],):
             raise ValueError(f"Inconsistent ridge weights: coef {model.coef_.shape}, "
                              f"intercept {model.intercept_.shape}.")

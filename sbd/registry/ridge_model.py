@@ -112,6 +112,11 @@ def log_ridge_model(model: MultiRidge, name: str = "ridge", input_example: Any =
     ``input_example``: a few voxel rows (DataFrame v0… or array; 2 rows by default from the
     model's intercept-only input, zeros).
     """
+    if model.test_time_adjust:
+        raise ValueError("A MultiRidge with test_time_adjust=True decodes a sample differently "
+                         "depending on the rest of its batch (the paper's transductive "
+                         "adjustment, kept for the baseline); it is never logged or served. "
+                         "Use MultiRidge.set_rescale for the inductive form.")
     n_voxels, dim = model.n_features_in_, model.coef_.shape[1]
     if input_example is None:
         input_example = np.zeros((2, n_voxels))
