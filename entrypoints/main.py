@@ -15,7 +15,7 @@ parser.add_argument("--snr", type=float, default=-1.0, help="phantom snr; < 0: t
 parser.add_argument("--subjects", default="1", help="comma-separated subject numbers")
 parser.add_argument("--rois", default="VC", help="comma-separated ROIs")
 parser.add_argument("--backbone", default="")
-parser.add_argument("--n-trials", type=as_int, default=30)
+parser.add_argument("--n-trials", type=as_int, default=60)
 parser.add_argument("--generator", default="")
 parser.add_argument("--seed", type=as_int, default=0)
 parser.add_argument("--force", type=as_bool, default=False)

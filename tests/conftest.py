@@ -91,7 +91,7 @@ def _register_decoder(data_dir: Path, subject: int = 1, roi: str = "VC",
     from sbd.registry.common import model_name, register_model_version
     from sbd.registry.knn_model import log_knn_model
     from sbd.steps import build_decoder
-    from sbd.steps.train_ridge import load_training_data
+    from sbd.decoding.training_data import load_training_data
 
     X, Y, _, _ = load_training_data(data_dir, subject, roi, backbone)
     ridge = MultiRidge(alpha=100.0).fit(X, Y)

@@ -9,7 +9,7 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-ENTRY_POINTS = {"main", "prepare_data", "extract_features", "train_ridge", "train_knn",
+ENTRY_POINTS = {"main", "prepare_data", "extract_features", "train_ridge", "train_knn", "train_decoder",
                 "build_decoder", "generate", "evaluate"}
 
 

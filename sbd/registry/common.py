@@ -36,10 +36,18 @@ def decoder_champion_uri(dataset: str, subject: int | str, roi: str) -> str:
     return f"models:/{model_name('decoder', dataset, subject, roi)}@{CHAMPION}"
 
 
-def _champion_score(client: MlflowClient, name: str) -> float | None:
+METRIC_TAG = "val_metric"
+
+
+def _champion_score(client: MlflowClient, name: str, metric: str | None = None
+                    ) -> float | None:
+    """The champion's validation score; None when there is no champion, or when its score
+    is of another validation metric than ``metric`` (then the two are not comparable)."""
     try:
         mv = client.get_model_version_by_alias(name, CHAMPION)
     except MlflowException:
+        return None
+    if metric is not None and mv.tags.get(METRIC_TAG) != metric:
         return None
     value = mv.tags.get(SCORE_TAG)
     return float(value) if value not in (None, "") else None
@@ -52,7 +60,9 @@ def register_model_version(model_uri: str, name: str, score: float,
 
     The version gets ``tags`` and ``val_score=score``; alias ``candidate`` points to it;
     alias ``champion`` moves to it when there is no champion yet or ``score`` beats the
-    champion's. Returns ``(version, became_champion)``.
+    champion's.  When ``tags`` name the validation metric (``val_metric``), a champion
+    scored on another metric is not comparable and is replaced.
+    Returns ``(version, became_champion)``.
     """
     if score is None or not math.isfinite(float(score)):
         raise ValueError(f"Validation score of {name!r} must be a finite number, got {score!r}.")
@@ -63,7 +73,7 @@ def register_model_version(model_uri: str, name: str, score: float,
     for k, v in all_tags.items():
         client.set_model_version_tag(name, mv.version, k, v)
     client.set_registered_model_alias(name, CANDIDATE, mv.version)
-    current = _champion_score(client, name)
+    current = _champion_score(client, name, all_tags.get(METRIC_TAG))
     better = current is None or (score > current if higher_is_better else score < current)
     if better:
         client.set_registered_model_alias(name, CHAMPION, mv.version)

@@ -8,6 +8,11 @@ test split, and separately on the imagery split when the data has one:
   ``test/top1_acc``, ``test/top5_acc``, ``test/ident{2,10,50}_acc``, ``test/feature_r``, and,
   with a generation run, ``test/judge2afc_acc``, ``test/judge2afc_p``,
   ``test/gen_ident{2,10,50}_acc``; ``imagery/…`` likewise (no generated images);
+- the paper's fixed pipeline (:class:`sbd.decoding.baseline.PaperPipeline`), fitted on the
+  same training data and bank and scored on the same test samples: ``baseline/paper/*``
+  (the same metric set), ``baseline/paper/gain_wup_top1`` and ``…/gain_top5_acc`` (decoder
+  minus paper), and its labels in the sample table (``paper_top1_wnid``,
+  ``paper_wup_top1``);
 - tables ``tables/<split>_samples.{json,csv}`` (one row per sample) and
   ``tables/<split>_categories.{json,csv}`` (one row per true category);
 - figures ``figures/<split>_wup_vs_chance.png``, ``figures/<split>_wordnet_graph.png``,
@@ -230,6 +235,30 @@ def _evaluate_split(model: Any, sample, true_features: np.ndarray | None, label_
     return ev
 
 
+def _paper_baseline(root: Path, subject: int, roi: str, backbone: str, test, test_feats,
+                    label_set, n_chance: int, seed: int, ev: DecodingEvaluation
+                    ) -> dict[str, float]:
+    """``baseline/paper/*`` metrics of the paper's pipeline on the same test samples (its
+    labels are added to ``ev.samples``)."""
+    from sbd.decoding.baseline import PaperPipeline
+    from sbd.decoding.training_data import load_training_data
+
+    X, Y, _, _ = load_training_data(root, subject, roi, backbone)
+    paper = PaperPipeline().fit(X, Y, features_file(root, backbone, "bank"))
+    pred = paper.predict_features(test.voxels)
+    wnids, _ = paper.labeller_.predict_ranked(pred)
+    ranked = [[str(w) for w in row] for row in wnids]
+    base = evaluate_decoding(test.wnids, ranked, label_set, pred, test_feats,
+                             n_chance=n_chance, seed=seed, prefix="baseline/paper/")
+    ev.samples["paper_top1_wnid"] = [r[0] for r in ranked]
+    ev.samples["paper_wup_top1"] = base.samples["wup_top1"].to_numpy()
+    out = dict(base.metrics)
+    for m in ("wup_top1", "top5_acc"):
+        out[f"baseline/paper/gain_{m}"] = ev.metrics[f"test/{m}"] - base.metrics[
+            f"baseline/paper/{m}"]
+    return out
+
+
 def _imagery_features(test_ids: list[str], test_wnids: list[str], test_feats: np.ndarray,
                       wnids: list[str]) -> np.ndarray | None:
     """Mean test-stimulus features of each imagined category; None when one is missing."""
@@ -288,6 +317,8 @@ def run(decoder: str = "", dataset: str = "phantom", data_dir: str = "", subject
 
         ev = _evaluate_split(model, test, test_feats, label_set, n_chance, seed, "test/")
         metrics.update(ev.metrics)
+        metrics.update(_paper_baseline(root, subject, roi, backbone, test, test_feats, label_set,
+                                       n_chance, seed, ev))
         if generate_run:
             _check_generation_run(generate_run, dataset, subject, roi)
             gen_table = load_generation(generate_run, tmp / "generation")
@@ -315,9 +346,11 @@ def run(decoder: str = "", dataset: str = "phantom", data_dir: str = "", subject
             _log_table(e.samples, f"{split}_samples", tmp)
             _log_table(categories, f"{split}_categories", tmp)
             _log_figures(split, e, categories)
-        log.info("evaluate %s: wup_top1 %.3f (chance %.3f, p %.4f), top5 %.3f", uri,
-                 metrics["test/wup_top1"], metrics["test/wup_chance"], metrics["test/wup_p"],
-                 metrics["test/top5_acc"])
+        log.info("evaluate %s: wup_top1 %.3f (paper %.3f, chance %.3f, p %.4f), top5 %.3f "
+                 "(paper %.3f)", uri, metrics["test/wup_top1"],
+                 metrics["baseline/paper/wup_top1"], metrics["test/wup_chance"],
+                 metrics["test/wup_p"], metrics["test/top5_acc"],
+                 metrics["baseline/paper/top5_acc"])
         return active.info.run_id
 
 

@@ -1,7 +1,8 @@
 """The ``main`` entry point: the whole chain under one parent run.
 
-prepare_data → extract_features → for each subject and ROI: train_ridge → train_knn →
-build_decoder → generate → evaluate.  Each step is a child run, reused when a finished
+prepare_data → extract_features → for each subject and ROI: train_decoder (the whole
+decoder tuned as one unit and registered) → generate → evaluate (beside the paper's
+pipeline on the same samples).  Each step is a child run, reused when a finished
 run with the same entry point, parameters, git commit and upstream runs exists
 (:func:`sbd.tracking.get_or_run`); ``force=True`` reruns everything.  The parent logs a
 summary table (subject × ROI × metric), a figure of decoding by ROI when several ROIs
@@ -25,9 +26,11 @@ log = logging.getLogger(__name__)
 
 ROIS = ("V1", "V2", "V3", "V4", "LOC", "FFA", "PPA", "LVC", "HVC", "VC")
 DEFAULT_GENERATOR = {"phantom": "tiny", "god": "sd"}
-SUMMARY_METRICS = ("test/wup_top1", "test/wup_best_topk", "test/wup_chance", "test/wup_p",
-                   "test/top1_acc", "test/top5_acc", "test/ident2_acc", "test/ident10_acc",
-                   "test/ident50_acc", "test/feature_r", "test/judge2afc_acc")
+SUMMARY_METRICS = ("test/wup_top1", "baseline/paper/wup_top1", "test/wup_best_topk",
+                   "test/wup_chance", "test/wup_p", "test/top1_acc", "test/top5_acc",
+                   "baseline/paper/top5_acc", "test/top5_chance", "test/ident2_acc",
+                   "baseline/paper/ident2_acc", "test/ident10_acc", "test/ident50_acc",
+                   "test/feature_r", "test/judge2afc_acc")
 
 
 def _split(text: str | list | tuple, what: str, valid: tuple[str, ...] | None = None) -> list[str]:
@@ -42,7 +45,7 @@ def _split(text: str | list | tuple, what: str, valid: tuple[str, ...] | None = 
 
 
 def run(dataset: str = "phantom", data_dir: str = "", preset: str = "default",
-        snr: float = -1.0, subjects: str = "1", rois: str = "VC", backbone: str = "", n_trials: int = 30,
+        snr: float = -1.0, subjects: str = "1", rois: str = "VC", backbone: str = "", n_trials: int = 60,
         generator: str = "", seed: int = 0, force: bool = False) -> str:
     """Run the chain; returns the parent run id.
 
@@ -51,8 +54,7 @@ def run(dataset: str = "phantom", data_dir: str = "", preset: str = "default",
     empty pick the dataset's defaults (phantom: efficientnet-lite0 + tiny; god: resnet50 + sd).
     """
     from sbd.features.backbones import resolve_backbone
-    from sbd.steps import (build_decoder, evaluate, extract_features, generate,
-                           prepare_data, train_knn, train_ridge)
+    from sbd.steps import evaluate, extract_features, generate, prepare_data, train_decoder
 
     root = str(resolve_data_dir(dataset, data_dir))
     subject_list = [int(s) for s in _split(subjects, "subjects")]
@@ -83,17 +85,9 @@ def run(dataset: str = "phantom", data_dir: str = "", preset: str = "default",
         rows, grids = [], []
         for subject in subject_list:
             for roi in roi_list:
-                ridge_run = step("train_ridge", train_ridge.run, [feat_run], dataset=dataset,
-                                 data_dir=root, subject=subject, roi=roi, backbone=backbone,
-                                 n_trials=n_trials, seed=seed)
-                knn_run = step("train_knn", train_knn.run, [ridge_run], dataset=dataset,
+                dec_run = step("train_decoder", train_decoder.run, [feat_run], dataset=dataset,
                                data_dir=root, subject=subject, roi=roi, backbone=backbone,
                                n_trials=n_trials, seed=seed)
-                # the exact versions this chain tuned (champion may be another subject's)
-                dec_run = step("build_decoder", build_decoder.run, [ridge_run, knn_run],
-                               dataset=dataset, subject=subject, roi=roi, backbone=backbone,
-                               ridge=client.get_run(ridge_run).data.tags.get("sbd.ridge_uri", ""),
-                               knn=client.get_run(knn_run).data.tags.get("sbd.knn_uri", ""))
                 # the exact version this chain built (champion moves only when better)
                 decoder = client.get_run(dec_run).data.tags.get(
                     "sbd.decoder_uri", decoder_champion_uri(dataset, subject, roi))

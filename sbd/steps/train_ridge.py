@@ -18,35 +18,15 @@ import numpy as np
 import optuna
 
 from sbd import tracking
-from sbd.data.layout import features_file, resolve_data_dir
+from sbd.data.layout import resolve_data_dir
 from sbd.decoding import tuning
+from sbd.decoding.training_data import load_training_data
 from sbd.registry import ridge_model
 from sbd.registry.common import model_name
 
 log = logging.getLogger(__name__)
 
 REGISTRY_METRIC = "ident_acc"
-
-
-def load_training_data(data_dir, subject: int, roi: str, backbone: str
-                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
-    """Training voxels (n × v), their stimulus features (n × D), wnids (n,), bank backbone."""
-    from sbd.data import god
-    from sbd.features.bank import FeatureBank
-
-    sample = god.load(data_dir, subject, roi, "train")
-    path = features_file(data_dir, backbone, "training")
-    if not path.exists():
-        raise FileNotFoundError(f"No training features at {path}: run the extract_features "
-                                f"step with backbone={backbone!r} first.")
-    with FeatureBank(path) as bank:
-        if bank.backbone != backbone:
-            raise ValueError(f"{path} holds {bank.backbone!r} features, not {backbone!r}.")
-        Y = bank.lookup(list(sample.image_ids))
-    X = np.asarray(sample.voxels, dtype=np.float64)
-    if X.shape[0] != Y.shape[0]:
-        raise ValueError(f"{X.shape[0]} training samples but {Y.shape[0]} feature rows.")
-    return X, np.asarray(Y, dtype=np.float64), np.asarray(sample.wnids), backbone
 
 
 def run(dataset: str = "phantom", data_dir: str = "", subject: int = 1, roi: str = "VC",

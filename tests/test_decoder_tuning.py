@@ -1,0 +1,106 @@
+"""Decoder-level tuning (sbd.decoding.decoder_tuning) on the small phantom, checked against
+the reference code paths: grouped out-of-fold ridge predictions, the kNN labeller, and
+the metrics module's Wu-Palmer and top-k figures."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sbd.data.layout import features_file
+from sbd.decoding import decoder_tuning as dt
+from sbd.decoding.knn import InMemoryBank, KNNLabeller
+from sbd.decoding.training_data import load_training_data
+from sbd.decoding.tuning import out_of_fold_predictions
+from sbd.features.bank import FeatureBank
+from sbd.metrics.decoding import topk_accuracy, wup_scores
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+BACKBONE = "efficientnet-lite0"
+
+
+@pytest.fixture(scope="module")
+def data(phantom_features):
+    X, Y, groups, _ = load_training_data(phantom_features, 1, "VC", BACKBONE)
+    bank = FeatureBank(features_file(phantom_features, BACKBONE, "bank"))
+    return X, Y, groups, bank
+
+
+@pytest.fixture(scope="module")
+def search(data):
+    X, Y, groups, bank = data
+    return dt.DecoderSearch(X, Y, groups, bank, n_splits=4)
+
+
+PARAMS = {**dt.CENTRED_NN, "alpha": 50.0, "voxel_frac": 0.7, "selection": "f",
+          "standardize": True}
+
+
+def test_out_of_fold_predictions_equal_refitted_ridges(data, search):
+    X, Y, groups, _ = data
+    want = out_of_fold_predictions(X, Y, groups, dt.ridge_params(PARAMS), n_splits=4)
+    np.testing.assert_allclose(search.out_of_fold(PARAMS), want, rtol=1e-6, atol=1e-8)
+
+
+def test_queries_average_trials_of_one_held_out_category(data, search):
+    X, Y, groups, _ = data
+    P = search.out_of_fold(PARAMS)
+    Q, cats, fold = search.queries(P)
+    # 24 categories × 4 trials in pairs: 48 queries, each the mean of two trials of one
+    # category, all of whose trials were held out in the same fold
+    assert Q.shape == (48, P.shape[1]) and np.bincount(cats).tolist() == [2] * 24
+    first = np.flatnonzero(search.codes == cats[0])[:2]
+    np.testing.assert_allclose(Q[0], P[first].mean(0))
+    assert len(set(search.fold_of[first])) == 1 and fold[0] == search.fold_of[first[0]]
+
+
+@pytest.mark.parametrize("rule", ["nearest", "semantic"])
+def test_scores_equal_the_labeller_and_the_metrics_module(data, search, rule):
+    """The search's fast path (in-memory normalised bank, Wu-Palmer matrix lookups) gives
+    the figures of a KNNLabeller and of sbd.metrics on the same queries."""
+    X, Y, groups, bank = data
+    p = {**PARAMS, "rule": rule, "temperature": 0.1}
+    Q, cats, _ = search.queries(search.out_of_fold(p))
+    lab = KNNLabeller(**dt.label_params(p), top_k=5).fit(
+        InMemoryBank(bank.load(np.float32), bank.wnids), stats=(Y.mean(0), Y.std(0)),
+        class_similarity=search.class_similarity if rule == "semantic" else None)
+    ranked = [list(r) for r in lab.predict_ranked(Q)[0]]
+    true = list(search.categories[cats])
+    got = search.score_ranked(search.rank(Q, p), cats)
+    top1, best, _ = wup_scores(true, ranked, 5)
+    assert got["wup_top1"] == pytest.approx(top1.mean())
+    assert got["wup_best_top5"] == pytest.approx(best.mean())
+    assert got["top5_acc"] == pytest.approx(topk_accuracy(true, ranked, 5))
+    assert got["top1_acc"] == pytest.approx(topk_accuracy(true, ranked, 1))
+
+
+def test_fitted_decoder_is_inductive(data):
+    """Rescaling and normalisation use statistics fixed at training: a sample decodes the
+    same alone as in any batch (the paper's adjustment would not)."""
+    X, Y, groups, bank = data
+    ridge, lab = dt.fit_decoder(X, Y, groups, {**PARAMS, "feature_norm": "rescale"}, bank,
+                                n_splits=4)
+    assert ridge.rescale_std_ is not None and not ridge.test_time_adjust
+    batch = ridge.predict(X[:6])
+    for i in range(6):
+        np.testing.assert_allclose(ridge.predict(X[i:i + 1])[0], batch[i], rtol=1e-10)
+    w_batch = lab.predict_ranked(batch)[0]
+    assert [lab.predict_ranked(batch[i:i + 1])[0][0].tolist() for i in range(6)] == \
+        w_batch.tolist()
+
+
+def test_tuning_starts_from_the_paper_and_reports_it(search):
+    result = dt.tune_decoder(search, n_trials=5, seed=0, n_recheck=3, n_resplits=1,
+                             log_to_mlflow=False)
+    first = result.trials[0]
+    assert {k: first[k] for k in ("alpha", "rule", "metric", "normalize", "feature_norm")} == \
+        {k: dt.PAPER_LIKE[k] for k in ("alpha", "rule", "metric", "normalize", "feature_norm")}
+    assert len(result.trials) == 5
+    assert set(result.paper_scores) == set(dt.SCORE_KEYS)
+    # re-checked on two splits: the chosen objective is a mean, within the range of trials
+    values = [t["objective"] for t in result.trials]
+    assert min(values) - 0.2 <= result.best_value <= max(values) + 0.2
+    with pytest.raises(ValueError, match="Unknown objective='accuracy'"):
+        dt.tune_decoder(search, n_trials=1, objective="accuracy")
+    with pytest.raises(ValueError, match="Unknown rule='best'"):
+        dt.normalise_decoder_params({"rule": "best"})

@@ -1,0 +1,201 @@
+"""The decoder tuned as one unit (train_decoder) on the small phantom: what it registers,
+that the test split never reaches tuning, and that the served decoder gives one answer per
+sample, whatever else is in the request."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+
+from sbd.data import god
+from sbd.data.layout import fmri_file
+from sbd.decoding import decoder_tuning as dt
+from sbd.registry.common import model_name
+from sbd.steps import train_decoder
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+N_TRIALS = 12
+
+
+def _table(x: np.ndarray) -> pd.DataFrame:
+    return pd.DataFrame(np.asarray(x, np.float64), columns=[f"v{i}" for i in range(x.shape[1])])
+
+
+@pytest.fixture(scope="module")
+def trained(phantom_features, tmp_path_factory):
+    """One train_decoder run on the small phantom (subject 1, VC) in a store of its own
+    (env vars included, so a served model finds it)."""
+    keys = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_EXPERIMENT_NAME")
+    saved = {k: os.environ.get(k) for k in keys}
+    root = tmp_path_factory.mktemp("train-decoder")
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    os.environ.update({"MLFLOW_TRACKING_URI": uri, "MLFLOW_REGISTRY_URI": uri,
+                       "MLFLOW_EXPERIMENT_NAME": "sbd-train-decoder"})
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    mlflow.set_experiment(experiment_id=mlflow.create_experiment(
+        "sbd-train-decoder", artifact_location=(root / "artifacts").as_uri()))
+    try:
+        run_id = train_decoder.run(dataset="phantom", data_dir=str(phantom_features), subject=1,
+                                   roi="VC", n_trials=N_TRIALS, seed=0)
+        yield run_id
+    finally:
+        while mlflow.active_run() is not None:
+            mlflow.end_run()
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        mlflow.set_tracking_uri(saved["MLFLOW_TRACKING_URI"] or "")
+        mlflow.set_registry_uri(saved["MLFLOW_REGISTRY_URI"] or "")
+        if saved["MLFLOW_EXPERIMENT_NAME"]:
+            mlflow.set_experiment(saved["MLFLOW_EXPERIMENT_NAME"])
+
+
+def test_train_decoder_registers_one_tuned_decoder_per_subject_and_roi(trained):
+    client = mlflow.MlflowClient()
+    run = client.get_run(trained)
+    name = model_name("decoder", "phantom", 1, "VC")
+    mv = client.get_model_version_by_alias(name, "champion")
+    assert run.data.tags["sbd.decoder_uri"] == f"models:/{name}/{mv.version}"
+    assert mv.tags["val_metric"] == "val/wup_top5" and mv.tags["validation"] == "pair"
+    assert float(mv.tags["val_score"]) == pytest.approx(run.data.metrics["val/objective"])
+    # the label stage travels with the decoder: tuned here, for this subject and ROI
+    best = dt.normalise_decoder_params({k[len("best_"):]: v for k, v in run.data.params.items()
+                                        if k.startswith("best_")})
+    assert {k: mv.tags[k] for k in ("rule", "metric", "normalize")} == \
+        {k: str(best[k]) for k in ("rule", "metric", "normalize")}
+    trials = [r for r in client.search_runs(
+        [run.info.experiment_id], f"tags.mlflow.parentRunId = '{trained}'")]
+    assert len(trials) == N_TRIALS and all(r.info.status == "FINISHED" for r in trials)
+    # the champion beats (or equals) the paper's settings, which were trial 0, on validation
+    assert run.data.metrics["val/objective"] >= max(r.data.metrics["val/objective"]
+                                                    for r in trials) - 0.05
+
+
+def _shuffle_test_labels(path: Path, seed: int = 0) -> None:
+    import bdpy
+
+    bd = bdpy.BData(str(path))
+    dtype = bd.select("DataType").ravel()
+    test = np.flatnonzero(dtype == 2)
+    for key in ("Label", "stimulus_id"):
+        values = bd.select(key).ravel().copy()
+        values[test] = np.random.default_rng(seed).permutation(values[test])
+        bd.update(key, values[:, None])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        bd.save(str(path))
+
+
+def test_shuffled_test_labels_give_the_same_tuned_decoder(trained, phantom_features, tmp_path):
+    """The test split never reaches tuning: the same study on a copy of the data whose test
+    labels are shuffled picks the same decoder, with the same validation score."""
+    copy = tmp_path / "shuffled"
+    shutil.copytree(phantom_features, copy)
+    _shuffle_test_labels(fmri_file(copy, 1))
+    before = god.load(phantom_features, 1, "VC", "test", average=False)
+    after = god.load(copy, 1, "VC", "test", average=False)
+    np.testing.assert_array_equal(before.voxels, after.voxels)
+    assert sorted(before.wnids) == sorted(after.wnids) and before.wnids != after.wnids
+    other = train_decoder.run(dataset="phantom", data_dir=str(copy), subject=1, roi="VC",
+                              n_trials=N_TRIALS, seed=0)
+    a, b = (mlflow.MlflowClient().get_run(r).data for r in (trained, other))
+    best = {k: v for k, v in a.params.items() if k.startswith("best_")}
+    assert best == {k: v for k, v in b.params.items() if k.startswith("best_")}
+    assert a.metrics["val/objective"] == b.metrics["val/objective"]
+    x = god.load(phantom_features, 1, "VC", "train").voxels[:5]
+    out_a = mlflow.pyfunc.load_model(f"runs:/{trained}/decoder").predict(_table(x))
+    out_b = mlflow.pyfunc.load_model(f"runs:/{other}/decoder").predict(_table(x))
+    pd.testing.assert_frame_equal(out_a, out_b)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _post(url: str, payload: dict) -> tuple[int, str]:
+    import urllib.error
+    import urllib.request
+
+    req = urllib.request.Request(url, data=json.dumps(payload).encode(), method="POST",
+                                 headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=60) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def _ping(base: str) -> bool:
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(base + "/ping", timeout=2) as r:
+            return r.status == 200
+    except (urllib.error.URLError, ConnectionError, TimeoutError):
+        return False
+
+
+def test_registered_decoder_gives_one_answer_per_sample(trained, phantom_features, tmp_path):
+    """50 test trials in one request equal the same trials sent one by one, through the
+    registered champion; and a one-row request over HTTP answers 200 with that answer."""
+    uri = f"models:/{model_name('decoder', 'phantom', 1, 'VC')}@champion"
+    model = mlflow.pyfunc.load_model(uri)
+    x = god.load(phantom_features, 1, "VC", "test", average=False).voxels
+    assert x.shape[0] == 50
+    together = model.predict(_table(x))
+    alone = pd.concat([model.predict(_table(x[i:i + 1])) for i in range(len(x))],
+                      ignore_index=True)
+    pd.testing.assert_frame_equal(together.reset_index(drop=True), alone)
+    feats = model.unwrap_python_model().predict_features(x)
+    np.testing.assert_allclose(feats[7:8], model.unwrap_python_model().predict_features(x[7:8]),
+                               rtol=1e-5, atol=1e-6)
+
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    log = open(tmp_path / "serve.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "mlflow", "models", "serve", "-m", uri,
+                             "--env-manager", "local", "-p", str(port), "-h", "127.0.0.1"],
+                            env=env, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    try:
+        deadline = time.time() + 120
+        while not _ping(base):
+            assert proc.poll() is None, (tmp_path / "serve.log").read_text()[-3000:]
+            assert time.time() < deadline, "server did not answer /ping in 120 s"
+            time.sleep(0.5)
+        row = x[3:4]
+        status, body = _post(base + "/invocations", {"dataframe_split": {
+            "columns": [f"v{i}" for i in range(x.shape[1])], "data": row.tolist()}})
+        assert status == 200, body
+        got = pd.DataFrame(json.loads(body)["predictions"])
+        assert len(got) == 1
+        assert got.loc[0, "wnid_1"] == together.loc[3, "wnid_1"]
+        assert list(got.filter(like="wnid_").iloc[0]) == list(together.filter(like="wnid_").iloc[3])
+    finally:
+        os.killpg(proc.pid, 15)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, 9)
+            proc.wait()
+        log.close()
