@@ -125,3 +125,97 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ping(base: str) -> bool:
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(base + "/ping", timeout=2) as r:
+            return r.status == 200
+    except (urllib.error.URLError, ConnectionError, TimeoutError):
+        return False
+
+
+class ServedModel:
+    """A model served by the real ``mlflow models serve`` on 127.0.0.1 (a free port)."""
+
+    def __init__(self, uri: str, log_path: Path) -> None:
+        import subprocess
+        import sys
+
+        self.base = f"http://127.0.0.1:{_free_port()}"
+        port = self.base.rsplit(":", 1)[1]
+        env = {**os.environ,
+               "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+        self.log_path = log_path
+        self._log = open(log_path, "w")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "mlflow", "models", "serve", "-m", uri, "--env-manager",
+             "local", "-p", port, "-h", "127.0.0.1"], env=env, stdout=self._log,
+            stderr=subprocess.STDOUT, start_new_session=True)
+
+    def wait(self, timeout: float = 120.0) -> "ServedModel":
+        import time
+
+        deadline = time.time() + timeout
+        while not _ping(self.base):
+            assert self.proc.poll() is None, self.log_path.read_text()[-3000:]
+            assert time.time() < deadline, f"server did not answer /ping in {timeout:.0f} s"
+            time.sleep(0.5)
+        return self
+
+    def ping(self) -> bool:
+        return _ping(self.base)
+
+    def post(self, payload: dict | str) -> tuple[int, str]:
+        """POST to /invocations: ``(HTTP status, body)``."""
+        import json
+        import urllib.error
+        import urllib.request
+
+        body = payload if isinstance(payload, str) else json.dumps(payload)
+        req = urllib.request.Request(self.base + "/invocations", data=body.encode(),
+                                     method="POST", headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=60) as r:
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode()
+
+    def stop(self) -> None:
+        import signal
+        import subprocess
+
+        os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+        self._log.close()
+
+
+@pytest.fixture
+def serve(tmp_path):
+    """``serve(model_uri) -> ServedModel`` answering /ping; every server is stopped after
+    the test."""
+    started: list[ServedModel] = []
+
+    def start(uri: str) -> ServedModel:
+        server = ServedModel(uri, tmp_path / f"serve-{len(started)}.log")
+        started.append(server)
+        return server.wait()
+
+    yield start
+    for server in started:
+        server.stop()

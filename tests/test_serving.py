@@ -6,12 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
-import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import mlflow
@@ -57,31 +52,6 @@ def build_tiny_decoder(root: Path, top_k: int = 3) -> tuple[str, np.ndarray]:
                            tags={"dataset": "phantom", "backbone": BACKBONE})
     build_decoder.run(dataset="phantom", subject=1, roi="VC", backbone=BACKBONE)
     return f"models:/{model_name('decoder', 'phantom', 1, 'VC')}@champion", X[:4]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _post(url: str, payload: dict | str) -> tuple[int, str]:
-    body = payload if isinstance(payload, str) else json.dumps(payload)
-    req = urllib.request.Request(url, data=body.encode(), method="POST",
-                                 headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=60) as r:
-            return r.status, r.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode()
-
-
-def _ping(base: str) -> bool:
-    try:
-        with urllib.request.urlopen(base + "/ping", timeout=2) as r:
-            return r.status == 200
-    except (urllib.error.URLError, ConnectionError, TimeoutError):
-        return False
 
 
 @pytest.fixture(scope="module")
@@ -157,41 +127,20 @@ BAD_PAYLOADS = {
 
 @pytest.mark.skipif(shutil.which("uvicorn") is None and not Path(sys.executable).with_name(
     "uvicorn").exists(), reason="uvicorn is not installed")
-def test_served_decoder_answers_and_rejects_bad_payloads(tiny_decoder, tmp_path):
+def test_served_decoder_answers_and_rejects_bad_payloads(tiny_decoder, serve):
     uri, X = tiny_decoder
     expected = mlflow.pyfunc.load_model(uri).predict(
         pd.DataFrame(X, columns=[f"v{i}" for i in range(N_VOXELS)]))
-    port = _free_port()
-    base = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    log = open(tmp_path / "serve.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "mlflow", "models", "serve", "-m", uri,
-                             "--env-manager", "local", "-p", str(port), "-h", "127.0.0.1"],
-                            env=env, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
-    try:
-        deadline = time.time() + 120
-        while not _ping(base):
-            assert proc.poll() is None, (tmp_path / "serve.log").read_text()[-3000:]
-            assert time.time() < deadline, "server did not answer /ping in 120 s"
-            time.sleep(0.5)
-        payload = {"dataframe_split": {"columns": [f"v{i}" for i in range(N_VOXELS)],
-                                       "data": X.tolist()}}
-        status, body = _post(base + "/invocations", payload)
-        assert status == 200, body
-        got = pd.DataFrame(json.loads(body)["predictions"])
-        pd.testing.assert_frame_equal(got[expected.columns], expected.reset_index(drop=True),
-                                      check_exact=False, rtol=1e-6)
-        for what, (bad, needle) in BAD_PAYLOADS.items():
-            status, body = _post(base + "/invocations", bad)
-            assert 400 <= status < 500, f"{what}: HTTP {status} {body[:300]}"
-            assert needle in json.loads(body)["message"], f"{what}: {body[:500]}"
-            assert _ping(base), f"server stopped answering after the {what} payload"
-    finally:
-        os.killpg(proc.pid, 15)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, 9)
-            proc.wait()
-        log.close()
+    server = serve(uri)
+    payload = {"dataframe_split": {"columns": [f"v{i}" for i in range(N_VOXELS)],
+                                   "data": X.tolist()}}
+    status, body = server.post(payload)
+    assert status == 200, body
+    got = pd.DataFrame(json.loads(body)["predictions"])
+    pd.testing.assert_frame_equal(got[expected.columns], expected.reset_index(drop=True),
+                                  check_exact=False, rtol=1e-6)
+    for what, (bad, needle) in BAD_PAYLOADS.items():
+        status, body = server.post(bad)
+        assert 400 <= status < 500, f"{what}: HTTP {status} {body[:300]}"
+        assert needle in json.loads(body)["message"], f"{what}: {body[:500]}"
+        assert server.ping(), f"server stopped answering after the {what} payload"

@@ -7,9 +7,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
-import time
 import warnings
 from pathlib import Path
 
@@ -122,39 +119,7 @@ def test_shuffled_test_labels_give_the_same_tuned_decoder(trained, phantom_featu
     pd.testing.assert_frame_equal(out_a, out_b)
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _post(url: str, payload: dict) -> tuple[int, str]:
-    import urllib.error
-    import urllib.request
-
-    req = urllib.request.Request(url, data=json.dumps(payload).encode(), method="POST",
-                                 headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=60) as r:
-            return r.status, r.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode()
-
-
-def _ping(base: str) -> bool:
-    import urllib.error
-    import urllib.request
-
-    try:
-        with urllib.request.urlopen(base + "/ping", timeout=2) as r:
-            return r.status == 200
-    except (urllib.error.URLError, ConnectionError, TimeoutError):
-        return False
-
-
-def test_registered_decoder_gives_one_answer_per_sample(trained, phantom_features, tmp_path):
+def test_registered_decoder_gives_one_answer_per_sample(trained, phantom_features, serve):
     """50 test trials in one request equal the same trials sent one by one, through the
     registered champion; and a one-row request over HTTP answers 200 with that answer."""
     uri = f"models:/{model_name('decoder', 'phantom', 1, 'VC')}@champion"
@@ -169,33 +134,10 @@ def test_registered_decoder_gives_one_answer_per_sample(trained, phantom_feature
     np.testing.assert_allclose(feats[7:8], model.unwrap_python_model().predict_features(x[7:8]),
                                rtol=1e-5, atol=1e-6)
 
-    port = _free_port()
-    base = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    log = open(tmp_path / "serve.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "mlflow", "models", "serve", "-m", uri,
-                             "--env-manager", "local", "-p", str(port), "-h", "127.0.0.1"],
-                            env=env, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
-    try:
-        deadline = time.time() + 120
-        while not _ping(base):
-            assert proc.poll() is None, (tmp_path / "serve.log").read_text()[-3000:]
-            assert time.time() < deadline, "server did not answer /ping in 120 s"
-            time.sleep(0.5)
-        row = x[3:4]
-        status, body = _post(base + "/invocations", {"dataframe_split": {
-            "columns": [f"v{i}" for i in range(x.shape[1])], "data": row.tolist()}})
-        assert status == 200, body
-        got = pd.DataFrame(json.loads(body)["predictions"])
-        assert len(got) == 1
-        assert got.loc[0, "wnid_1"] == together.loc[3, "wnid_1"]
-        assert list(got.filter(like="wnid_").iloc[0]) == list(together.filter(like="wnid_").iloc[3])
-    finally:
-        os.killpg(proc.pid, 15)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, 9)
-            proc.wait()
-        log.close()
+    row = x[3:4]
+    status, body = serve(uri).post({"dataframe_split": {
+        "columns": [f"v{i}" for i in range(x.shape[1])], "data": row.tolist()}})
+    assert status == 200, body
+    got = pd.DataFrame(json.loads(body)["predictions"])
+    assert len(got) == 1
+    assert list(got.filter(like="wnid_").iloc[0]) == list(together.filter(like="wnid_").iloc[3])

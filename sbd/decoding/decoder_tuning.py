@@ -64,7 +64,7 @@ import optuna
 
 from sbd.decoding import knn
 from sbd.decoding.ridge import MultiRidge, adjust_predictions, n_voxels_kept
-from sbd.decoding.tuning import FoldCache, SELECTIONS, fit_model, grouped_folds
+from sbd.decoding.tuning import FoldCache, SELECTIONS, _as_bool, fit_model, grouped_folds
 
 __all__ = ["query_chunks", "VALIDATIONS", "OBJECTIVES", "FEATURE_NORMS", "PAPER_LIKE", "CENTRED_NN", "SEMANTIC",
            "DecoderSearch", "suggest", "normalise_decoder_params", "ridge_params",
@@ -98,15 +98,6 @@ SEMANTIC: dict[str, Any] = {**CENTRED_NN, "alpha": 300.0, "rule": "semantic",
 QUEUED = (PAPER_LIKE, CENTRED_NN, SEMANTIC)
 _RIDGE_KEYS = ("alpha", "voxel_frac", "selection", "standardize")
 _LABEL_KEYS = ("normalize", "metric", "rule", "k", "temperature")
-
-
-def _as_bool(value: Any) -> bool:
-    text = str(value).strip().lower()
-    if text in ("true", "1", "yes"):
-        return True
-    if text in ("false", "0", "no", ""):
-        return False
-    raise ValueError(f"Expected a boolean, got {value!r}.")
 
 
 def normalise_decoder_params(params: dict[str, Any]) -> dict[str, Any]:
