@@ -96,6 +96,13 @@ def test_evaluate_end_to_end(phantom_features, mlflow_store, register_decoder, t
     assert samples["wup_top1"].mean() == pytest.approx(m["test/wup_top1"])
     assert (samples["judge2afc"] == 1.0).all()
     assert {"image_id", "true_name", "top1_name", "lcs_name", "decoded_names"} <= set(samples.columns)
+    # the paper's pipeline on the same samples, beside the decoder
+    for key in ("wup_top1", "wup_chance", "wup_p", "top5_acc", "ident2_acc"):
+        assert f"baseline/paper/{key}" in m, key
+    assert samples["paper_wup_top1"].mean() == pytest.approx(m["baseline/paper/wup_top1"])
+    assert m["baseline/paper/gain_wup_top1"] == pytest.approx(
+        m["test/wup_top1"] - m["baseline/paper/wup_top1"])
+    assert "figures/test_vs_paper.png" in arts
 
 
 def test_evaluate_refuses_a_generation_run_of_other_data(phantom_features):

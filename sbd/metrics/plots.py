@@ -5,6 +5,7 @@
   hypernym (the paper's WordNet figure), one chain per sample.
 - :func:`plot_categories` — a metric per true category, bars, with the chance level.
 - :func:`plot_by_roi` — a metric by ROI (mean ± sd over subjects, one dot per subject).
+- :func:`plot_against_baseline` — the decoder beside the paper's pipeline and chance.
 
 Save with :func:`save_png` (temp name, then rename) or ``mlflow.log_figure``.
 """
@@ -267,5 +268,37 @@ def plot_by_roi(table: pd.DataFrame, metric: str, chance: str | float | None = "
     ax.set_ylabel(col)
     n_sub = table["subject"].nunique() if "subject" in table.columns else 1
     ax.set_title(title or f"{col} by ROI ({n_sub} subject{'s' if n_sub != 1 else ''})")
+    fig.tight_layout()
+    return fig
+
+
+def plot_against_baseline(metrics: dict[str, float], prefix: str = "test/",
+                          baseline: str = "baseline/paper/",
+                          names: Sequence[str] = ("wup_top1", "top5_acc", "ident2_acc"),
+                          title: str = "") -> Figure:
+    """Grouped bars: the decoder (``prefix``), the baseline (``baseline``) and the chance
+    level of each metric (``<prefix><name>`` keys; chance from ``wup_chance``,
+    ``top5_chance``, or 0.5 for identification)."""
+    chance = {"wup_top1": metrics.get(f"{prefix}wup_chance"),
+              "top5_acc": metrics.get(f"{prefix}top5_chance"),
+              "top1_acc": metrics.get(f"{prefix}top1_chance")}
+    fig, ax = plt.subplots(figsize=(1.9 * len(names) + 2, 3.8))
+    x = np.arange(len(names))
+    ours = [metrics.get(f"{prefix}{n}", np.nan) for n in names]
+    base = [metrics.get(f"{baseline}{n}", np.nan) for n in names]
+    ax.bar(x - 0.2, ours, 0.38, label="sbd decoder", color=COLORS["decoded"])
+    ax.bar(x + 0.2, base, 0.38, label="paper's pipeline", color=COLORS["lcs"])
+    for i, n in enumerate(names):
+        c = chance.get(n, 0.5 if n.startswith("ident2") else None)
+        if c is not None:
+            ax.hlines(c, i - 0.42, i + 0.42, colors=COLORS["chance"], linestyles="--",
+                      label="chance" if i == 0 else None)
+        for dx, v in ((-0.2, ours[i]), (0.2, base[i])):
+            if np.isfinite(v):
+                ax.text(i + dx, v + 0.01, f"{v:.2f}", ha="center", va="bottom", fontsize=8)
+    ax.set_xticks(x, list(names))
+    ax.set_ylim(0, 1.08)
+    ax.legend(loc="upper left", fontsize=8, ncols=3)
+    ax.set_title(title or "decoder vs the paper's pipeline, same test samples")
     fig.tight_layout()
     return fig

@@ -15,7 +15,7 @@ test split, and separately on the imagery split when the data has one:
   ``paper_wup_top1``);
 - tables ``tables/<split>_samples.{json,csv}`` (one row per sample) and
   ``tables/<split>_categories.{json,csv}`` (one row per true category);
-- figures ``figures/<split>_wup_vs_chance.png``, ``figures/<split>_wordnet_graph.png``,
+- figures ``figures/test_vs_paper.png`` (decoder, paper, chance), ``figures/<split>_wup_vs_chance.png``, ``figures/<split>_wordnet_graph.png``,
   ``figures/<split>_categories.png``; ``grids/overview.png`` copied from the generation run.
 
 Imagery samples have no stimulus image: their true features are the mean test-stimulus
@@ -235,6 +235,16 @@ def _evaluate_split(model: Any, sample, true_features: np.ndarray | None, label_
     return ev
 
 
+def _log_against_paper(metrics: dict[str, float]) -> None:
+    import matplotlib.pyplot as plt
+
+    from sbd.metrics.plots import plot_against_baseline
+
+    fig = plot_against_baseline(metrics)
+    mlflow.log_figure(fig, "figures/test_vs_paper.png")
+    plt.close(fig)
+
+
 def _paper_baseline(root: Path, subject: int, roi: str, backbone: str, test, test_feats,
                     label_set, n_chance: int, seed: int, ev: DecodingEvaluation
                     ) -> dict[str, float]:
@@ -341,6 +351,7 @@ def run(decoder: str = "", dataset: str = "phantom", data_dir: str = "", subject
             splits["imagery"] = ev_im
 
         mlflow.log_metrics({k: float(v) for k, v in metrics.items() if np.isfinite(v)})
+        _log_against_paper(metrics)
         for split, e in splits.items():
             categories = category_table(e.samples)
             _log_table(e.samples, f"{split}_samples", tmp)
