@@ -147,6 +147,13 @@ def test_topk_accuracy():
     np.testing.assert_array_equal(decoding.topk_hits(true, ranked, 5), [True, True, False, False])
 
 
+def test_rank1_diversity():
+    assert decoding.rank1_diversity(["dog", "dog", "dog", "cat"]) == (0.5, 0.75)
+    assert decoding.rank1_diversity(["a", "b", "c", "d"]) == (1.0, 0.25)
+    with pytest.raises(ValueError, match="at least one"):
+        decoding.rank1_diversity([])
+
+
 # --------------------------------------------------------------------------- features
 def test_pearson_matches_numpy_and_scipy():
     rng = np.random.default_rng(0)

@@ -214,6 +214,16 @@ def topk_hits(true_wnids: Sequence[str], ranked: Sequence[Sequence[str]], k: int
     return np.array([t in list(r)[:k] for t, r in zip(true_wnids, ranked)], dtype=bool)
 
 
+def rank1_diversity(decoded: Sequence[str]) -> tuple[float, float]:
+    """How varied the rank-1 answers are: ``(distinct labels / n, share of the most frequent
+    label)``.  A decoder that answers a few central labels ("dog" for every animal) can win
+    on Wu-Palmer while telling samples apart less; these two figures show it."""
+    if len(decoded) == 0:
+        raise ValueError("rank1_diversity needs at least one label.")
+    _, counts = np.unique(np.asarray(decoded, dtype=str), return_counts=True)
+    return float(len(counts) / len(decoded)), float(counts.max() / len(decoded))
+
+
 def topk_accuracy(true_wnids: Sequence[str], ranked: Sequence[Sequence[str]], k: int) -> float:
     """Fraction of samples whose true wnid is among the first ``k`` decoded labels."""
     return float(topk_hits(true_wnids, ranked, k).mean())
@@ -373,7 +383,7 @@ def evaluate_decoding(true_wnids: Sequence[str], ranked: Sequence[Sequence[str]]
     -------
     DecodingEvaluation with metrics ``wup_top1, wup_best_topk, wup_chance, wup_chance_sd,
     wup_chance_exact, wup_best_topk_chance, wup_p, wup_chance_p, top1_acc, top5_acc, top1_chance,
-    top5_chance, feature_r,
+    top5_chance, rank1_distinct, rank1_top_share (:func:`rank1_diversity`), feature_r,
     feature_unit_r, ident{n}_acc, ident{n}_n, n_samples`` (prefixed) and a sample table with
     columns ``true_wnid, decoded_wnids, top1_wnid, wup_top1, wup_best_topk, best_rank,
     top1_correct, top5_correct`` (+ ``feature_r, ident{n}`` with features).
@@ -403,6 +413,7 @@ def evaluate_decoding(true_wnids: Sequence[str], ranked: Sequence[Sequence[str]]
         "top1_chance": topk_chance(true_wnids, label_set, 1),
         "top5_chance": topk_chance(true_wnids, label_set, 5),
     }
+    m["rank1_distinct"], m["rank1_top_share"] = rank1_diversity(decoded1)
     samples = pd.DataFrame({
         "true_wnid": list(true_wnids),
         "decoded_wnids": [";".join(r) for r in ranked],
