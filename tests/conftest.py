@@ -8,6 +8,7 @@ EfficientNet-Lite0 features once per session for the end-to-end tests.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -42,6 +43,43 @@ def _session_tracking_store(tmp_path_factory):
             os.environ.pop(k, None)
         else:
             os.environ[k] = v
+
+
+@contextlib.contextmanager
+def _store_of_its_own(root: Path, experiment: str):
+    """A tracking store + registry in ``root`` for a module's fixture, env vars included (so
+    a served model or a subprocess finds it); the previous store is restored afterwards."""
+    import mlflow
+
+    keys = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_EXPERIMENT_NAME")
+    saved = {k: os.environ.get(k) for k in keys}
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    os.environ.update({"MLFLOW_TRACKING_URI": uri, "MLFLOW_REGISTRY_URI": uri,
+                       "MLFLOW_EXPERIMENT_NAME": experiment})
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    mlflow.set_experiment(experiment_id=mlflow.create_experiment(
+        experiment, artifact_location=(root / "artifacts").as_uri()))
+    try:
+        yield uri
+    finally:
+        while mlflow.active_run() is not None:
+            mlflow.end_run()
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        mlflow.set_tracking_uri(saved["MLFLOW_TRACKING_URI"] or "")
+        mlflow.set_registry_uri(saved["MLFLOW_REGISTRY_URI"] or "")
+        if saved["MLFLOW_EXPERIMENT_NAME"]:
+            mlflow.set_experiment(saved["MLFLOW_EXPERIMENT_NAME"])
+
+
+@pytest.fixture(scope="session")
+def store_of_its_own():
+    """``with store_of_its_own(root, experiment): ...`` — see :func:`_store_of_its_own`."""
+    return _store_of_its_own
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ paths (log, register, build_decoder), served by the real ``mlflow models serve``
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import sys
 from pathlib import Path
@@ -55,33 +54,12 @@ def build_tiny_decoder(root: Path, top_k: int = 3) -> tuple[str, np.ndarray]:
 
 
 @pytest.fixture(scope="module")
-def tiny_decoder(tmp_path_factory):
+def tiny_decoder(tmp_path_factory, store_of_its_own):
     """The tiny decoder, registered in a fresh store of its own (env vars included, so a
     served model finds it); the previous store is restored afterwards."""
-    keys = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_EXPERIMENT_NAME")
-    saved = {k: os.environ.get(k) for k in keys}
     root = tmp_path_factory.mktemp("serving")
-    uri = f"sqlite:///{root / 'mlflow.db'}"
-    os.environ.update({"MLFLOW_TRACKING_URI": uri, "MLFLOW_REGISTRY_URI": uri,
-                       "MLFLOW_EXPERIMENT_NAME": "sbd-serving"})
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
-    mlflow.set_experiment(experiment_id=mlflow.create_experiment(
-        "sbd-serving", artifact_location=(root / "artifacts").as_uri()))
-    try:
+    with store_of_its_own(root, "sbd-serving"):
         yield build_tiny_decoder(root)
-    finally:
-        while mlflow.active_run() is not None:
-            mlflow.end_run()
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-        mlflow.set_tracking_uri(saved["MLFLOW_TRACKING_URI"] or "")
-        mlflow.set_registry_uri(saved["MLFLOW_REGISTRY_URI"] or "")
-        if saved["MLFLOW_EXPERIMENT_NAME"]:
-            mlflow.set_experiment(saved["MLFLOW_EXPERIMENT_NAME"])
 
 
 def test_decoder_pyfunc_composes_ridge_and_knn(tiny_decoder):

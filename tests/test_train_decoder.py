@@ -5,7 +5,6 @@ sample, whatever else is in the request."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import warnings
 from pathlib import Path
@@ -30,35 +29,13 @@ def _table(x: np.ndarray) -> pd.DataFrame:
 
 
 @pytest.fixture(scope="module")
-def trained(phantom_features, tmp_path_factory):
+def trained(phantom_features, tmp_path_factory, store_of_its_own):
     """One train_decoder run on the small phantom (subject 1, VC) in a store of its own
     (env vars included, so a served model finds it)."""
-    keys = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_EXPERIMENT_NAME")
-    saved = {k: os.environ.get(k) for k in keys}
     root = tmp_path_factory.mktemp("train-decoder")
-    uri = f"sqlite:///{root / 'mlflow.db'}"
-    os.environ.update({"MLFLOW_TRACKING_URI": uri, "MLFLOW_REGISTRY_URI": uri,
-                       "MLFLOW_EXPERIMENT_NAME": "sbd-train-decoder"})
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
-    mlflow.set_experiment(experiment_id=mlflow.create_experiment(
-        "sbd-train-decoder", artifact_location=(root / "artifacts").as_uri()))
-    try:
-        run_id = train_decoder.run(dataset="phantom", data_dir=str(phantom_features), subject=1,
-                                   roi="VC", n_trials=N_TRIALS, seed=0)
-        yield run_id
-    finally:
-        while mlflow.active_run() is not None:
-            mlflow.end_run()
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-        mlflow.set_tracking_uri(saved["MLFLOW_TRACKING_URI"] or "")
-        mlflow.set_registry_uri(saved["MLFLOW_REGISTRY_URI"] or "")
-        if saved["MLFLOW_EXPERIMENT_NAME"]:
-            mlflow.set_experiment(saved["MLFLOW_EXPERIMENT_NAME"])
+    with store_of_its_own(root, "sbd-train-decoder"):
+        yield train_decoder.run(dataset="phantom", data_dir=str(phantom_features), subject=1,
+                                roi="VC", n_trials=N_TRIALS, seed=0)
 
 
 def test_train_decoder_registers_one_tuned_decoder_per_subject_and_roi(trained):
