@@ -32,9 +32,9 @@ voxel_frac        fraction of the ROI's voxels kept, 0.1 … 1.0 by 0.1
 selection         ``corr`` or ``f`` (on each fold's training part only)
 standardize       z-score voxels on the training data
 feature_norm      ``none`` or ``rescale``: predictions z-scored with the mean / sd of
-                  held-out (out-of-fold, category-averaged) predictions stored at
-                  training time, then given the training features' mean / sd — the
-                  paper's adjustment made inductive
+                  held-out (out-of-fold, averaged like the validation queries)
+                  predictions stored at training time, then given the training
+                  features' mean / sd — the paper's adjustment made inductive
 normalize         label stage: ``none``, ``center`` or ``zscore`` with the training
                   features' statistics (:class:`sbd.decoding.knn.FeatureNormalizer`)
 metric            ``euclidean`` or ``cosine``
@@ -56,7 +56,6 @@ memory once per normalisation, and Wu-Palmer similarities come from one matrix
 
 from __future__ import annotations
 
-import logging
 import warnings
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -68,14 +67,13 @@ import optuna
 
 from sbd.decoding import knn
 from sbd.decoding.ridge import MultiRidge, adjust_predictions, n_voxels_kept
-from sbd.decoding.tuning import FoldCache, SELECTIONS, _as_bool, fit_model, grouped_folds
+from sbd.decoding.tuning import (FoldCache, SELECTIONS, _as_bool, fit_model,
+                                 out_of_fold_predictions)
 
-__all__ = ["query_chunks", "VALIDATIONS", "OBJECTIVES", "FEATURE_NORMS", "PAPER_LIKE", "CENTRED_NN", "SEMANTIC",
-           "DecoderSearch", "suggest", "normalise_decoder_params", "ridge_params",
+__all__ = ["VALIDATIONS", "OBJECTIVES", "FEATURE_NORMS", "RULES", "PAPER_LIKE", "CENTRED_NN",
+           "SEMANTIC", "QUEUED", "query_chunks", "DecoderSearch", "suggest", "normalise_decoder_params", "ridge_params",
            "label_params", "fit_decoder", "rescale_statistics", "DecoderTuneResult",
            "tune_decoder"]
-
-log = logging.getLogger(__name__)
 
 VALIDATIONS = ("category", "trial", "pair", "quad")
 _GROUP_SIZE = {"trial": 1, "pair": 2, "quad": 4, "category": 0}
@@ -90,8 +88,8 @@ OBJECTIVES: dict[str, Callable[[dict[str, float]], float]] = {
     "wup_top1": lambda s: s["wup_top1"],
     "wup_best_top5": lambda s: 0.5 * (s["wup_top1"] + s["wup_best_top5"]),
 }
-# The paper's settings made inductive (rescale with stored statistics instead of the
-# test batch's), and the plain centred nearest neighbour: both queued first.
+# Queued first: the paper's settings made inductive (rescale with stored statistics instead
+# of the test batch's), the plain centred nearest neighbour, and the semantic rule.
 PAPER_LIKE: dict[str, Any] = {"alpha": 1000.0, "voxel_frac": 1.0, "selection": "corr",
                               "standardize": False, "feature_norm": "rescale",
                               "normalize": "none", "metric": "euclidean", "rule": "nearest",
@@ -387,9 +385,7 @@ def fit_decoder(X: np.ndarray, Y: np.ndarray, groups: np.ndarray, params: dict[s
     rp = {**ridge_params(p), "alpha_mode": "shared"}
     ridge = fit_model(X, Y, groups, rp)
     if p["feature_norm"] == "rescale":
-        P = np.empty_like(Y)
-        for tr, va in grouped_folds(groups, n_splits):
-            P[va] = fit_model(X[tr], Y[tr], groups[tr], rp).predict(X[va])
+        P = out_of_fold_predictions(X, Y, groups, rp, n_splits=n_splits)
         ridge.set_rescale(*rescale_statistics(P, groups, validation))
     labeller = knn.KNNLabeller(**label_params(p), top_k=top_k, backend=backend,
                                faiss_params=faiss_params)
