@@ -535,6 +535,18 @@ def similarity(distances: np.ndarray, metric: str) -> np.ndarray:
     return 1.0 - distances if metric == "cosine" else -distances
 
 
+def _scaled_softmax(distances: np.ndarray, found: np.ndarray, temperature: float
+                    ) -> np.ndarray:
+    """Row-wise softmax of ``-d / (temperature * mean(d))`` over the ``found`` entries
+    (0 elsewhere): scale-free, so one temperature range suits any feature space."""
+    d = np.where(found, distances, 0.0).astype(np.float64)
+    mean = d.sum(1, keepdims=True) / np.maximum(found.sum(1, keepdims=True), 1)
+    logits = np.where(found, -d / (np.maximum(mean, _EPS) * float(temperature)), -np.inf)
+    logits -= logits.max(1, keepdims=True)
+    w = np.exp(logits)
+    return w / w.sum(1, keepdims=True)
+
+
 def rank_labels(neighbours: Neighbours, classes: np.ndarray, rule: str = "nearest",
                 k: int = 5, temperature: float = 1.0, top_k: int = 5,
                 centroid_dist: np.ndarray | None = None,
@@ -585,13 +597,7 @@ def rank_labels(neighbours: Neighbours, classes: np.ndarray, rule: str = "neares
                              f"({n_classes}, {n_classes}).")
         if not temperature > 0:
             raise ValueError(f"temperature must be > 0, got {temperature!r}.")
-        found = np.isfinite(cls_d)
-        d = np.where(found, cls_d, 0.0).astype(np.float64)
-        mean = d.sum(1, keepdims=True) / np.maximum(found.sum(1, keepdims=True), 1)
-        logits = np.where(found, -d / (np.maximum(mean, _EPS) * float(temperature)), -np.inf)
-        logits -= logits.max(1, keepdims=True)
-        post = np.exp(logits)
-        post /= post.sum(1, keepdims=True)
+        post = _scaled_softmax(cls_d, np.isfinite(cls_d), temperature)
         expected = post @ np.asarray(class_similarity, dtype=np.float64)
         rows = np.arange(n)
         first = np.lexsort((-post, -expected), axis=-1)[:, 0]
@@ -613,13 +619,7 @@ def rank_labels(neighbours: Neighbours, classes: np.ndarray, rule: str = "neares
             else:
                 if not temperature > 0:
                     raise ValueError(f"temperature must be > 0, got {temperature!r}.")
-                d = np.where(found, neighbours.distances[:, :k], 0.0).astype(np.float64)
-                mean = d.sum(1, keepdims=True) / np.maximum(found.sum(1, keepdims=True), 1)
-                logits = np.where(found, -d / (np.maximum(mean, _EPS) * float(temperature)),
-                                  -np.inf)
-                logits -= logits.max(1, keepdims=True)
-                w = np.exp(logits)
-                w /= w.sum(1, keepdims=True)
+                w = _scaled_softmax(neighbours.distances[:, :k], found, temperature)
             primary = np.zeros((n, n_classes))
             np.add.at(primary, (np.repeat(np.arange(n), k), pos.ravel()), w.ravel())
         secondary, tertiary = (cen_d, cen_d) if rule == "nearest" else (cls_d, cen_d)
