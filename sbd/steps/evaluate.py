@@ -15,7 +15,8 @@ test split, and separately on the imagery split when the data has one:
   ``paper_wup_top1``);
 - tables ``tables/<split>_samples.{json,csv}`` (one row per sample) and
   ``tables/<split>_categories.{json,csv}`` (one row per true category);
-- figures ``figures/test_vs_paper.png`` (decoder, paper, chance), ``figures/<split>_wup_vs_chance.png``, ``figures/<split>_wordnet_graph.png``,
+- figures ``figures/test_vs_paper.png`` (decoder, paper, chance),
+  ``figures/<split>_wup_vs_chance.png``, ``figures/<split>_wordnet_graph.png``,
   ``figures/<split>_categories.png``; ``grids/overview.png`` copied from the generation run.
 
 Imagery samples have no stimulus image: their true features are the mean test-stimulus
