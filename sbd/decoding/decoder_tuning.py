@@ -71,7 +71,8 @@ from sbd.decoding.tuning import (FoldCache, SELECTIONS, _as_bool, fit_model,
                                  out_of_fold_predictions)
 
 __all__ = ["VALIDATIONS", "OBJECTIVES", "FEATURE_NORMS", "RULES", "PAPER_LIKE", "CENTRED_NN",
-           "SEMANTIC", "QUEUED", "query_chunks", "DecoderSearch", "suggest", "normalise_decoder_params", "ridge_params",
+           "SEMANTIC", "QUEUED", "query_chunks", "DecoderSearch", "suggest",
+           "normalise_decoder_params", "ridge_params",
            "label_params", "fit_decoder", "rescale_statistics", "DecoderTuneResult",
            "tune_decoder"]
 
@@ -374,7 +375,8 @@ def fit_decoder(X: np.ndarray, Y: np.ndarray, groups: np.ndarray, params: dict[s
     """The decoder of ``params`` fitted on all training data: ``(ridge, labeller)``.
 
     With ``feature_norm="rescale"`` the ridge's rescaling statistics come from out-of-fold
-    predictions on category folds, averaged into validation queries, as in tuning.  The labeller's normalisation uses the training features' mean and sd;
+    predictions on category folds, averaged into validation queries, as in tuning.  The
+    labeller's normalisation uses the training features' mean and sd;
     ``class_similarity`` (C, C) is the bank classes' Wu-Palmer matrix (rule ``semantic``;
     default computed from WordNet).
     """
