@@ -58,7 +58,6 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
-from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,7 +67,7 @@ import optuna
 from sbd.decoding import knn
 from sbd.decoding.ridge import MultiRidge, adjust_predictions, n_voxels_kept
 from sbd.decoding.tuning import (FoldCache, SELECTIONS, _as_bool, fit_model,
-                                 out_of_fold_predictions)
+                                 out_of_fold_predictions, trial_run)
 
 __all__ = ["VALIDATIONS", "OBJECTIVES", "FEATURE_NORMS", "RULES", "PAPER_LIKE", "CENTRED_NN",
            "SEMANTIC", "QUEUED", "query_chunks", "DecoderSearch", "suggest",
@@ -412,14 +411,6 @@ class DecoderTuneResult:
         return OBJECTIVES[self.objective](self.best_scores)
 
 
-def _trial_run(enabled: bool, number: int):
-    if not enabled:
-        return nullcontext()
-    import mlflow
-
-    return mlflow.start_run(run_name=f"decoder-trial-{number:03d}", nested=True)
-
-
 def _mean_scores(scores: list[dict[str, float]]) -> dict[str, float]:
     return {k: float(np.mean([s[k] for s in scores])) for k in SCORE_KEYS}
 
@@ -470,7 +461,7 @@ def tune_decoder(search: DecoderSearch, n_trials: int = 60, objective: str = "wu
         for key, v in scores.items():
             trial.set_user_attr(f"val/{key}", v)
         rows.append({"trial": trial.number, **p, **scores, "objective": value})
-        with _trial_run(log_to_mlflow, trial.number) as run:
+        with trial_run(log_to_mlflow, trial.number, "decoder-trial") as run:
             if run is not None:
                 import mlflow
 

@@ -58,7 +58,8 @@ __all__ = [
     "grouped_folds", "score_predictions", "identification_accuracy", "FoldCache",
     "normalise_params", "params_from_tags", "suggest_params", "evaluate_params",
     "per_target_window", "per_target_alphas",
-    "fit_model", "out_of_fold_predictions", "make_storage", "create_study", "TuneResult",
+    "fit_model", "out_of_fold_predictions", "make_storage", "create_study", "trial_run",
+    "TuneResult",
     "tune", "log_study_summary",
 ]
 
@@ -527,12 +528,14 @@ class TuneResult:
         return self.best_scores[OBJECTIVES[self.objective]]
 
 
-def _trial_run(enabled: bool, trial_number: int):
+def trial_run(enabled: bool, trial_number: int, prefix: str = "trial"):
+    """A nested MLflow run ``<prefix>-<NNN>`` for one Optuna trial (a no-op context when
+    not ``enabled``)."""
     if not enabled:
         return nullcontext()
     import mlflow
 
-    return mlflow.start_run(run_name=f"trial-{trial_number:03d}", nested=True)
+    return mlflow.start_run(run_name=f"{prefix}-{trial_number:03d}", nested=True)
 
 
 def tune(X: np.ndarray, Y: np.ndarray, groups: np.ndarray, n_trials: int = 30,
@@ -569,7 +572,7 @@ def tune(X: np.ndarray, Y: np.ndarray, groups: np.ndarray, n_trials: int = 30,
 
     def run_trial(trial: optuna.Trial) -> float:
         params = suggest_params(trial)
-        with _trial_run(log_to_mlflow, trial.number) as run:
+        with trial_run(log_to_mlflow, trial.number) as run:
             if run is not None:
                 import mlflow
 
