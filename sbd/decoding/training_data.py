@@ -11,7 +11,17 @@ from sbd.data import god
 from sbd.data.layout import features_file
 from sbd.features.bank import FeatureBank
 
-__all__ = ["load_training_data", "training_stimulus_mask"]
+__all__ = ["bank_file", "load_training_data", "training_stimulus_mask"]
+
+
+def bank_file(data_dir: str | Path, backbone: str) -> Path:
+    """The feature bank file of ``backbone``; FileNotFoundError naming the step to run when
+    it is missing."""
+    path = features_file(data_dir, backbone, "bank")
+    if not path.exists():
+        raise FileNotFoundError(f"No feature bank at {path}: run the extract_features "
+                                f"step with backbone={backbone!r} first.")
+    return path
 
 
 def load_training_data(data_dir: str | Path, subject: int, roi: str, backbone: str

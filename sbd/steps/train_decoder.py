@@ -33,7 +33,7 @@ from sbd import tracking
 from sbd.data.layout import features_file, resolve_data_dir
 from sbd.decoding import decoder_tuning as dt
 from sbd.decoding.knn import BACKENDS
-from sbd.decoding.training_data import load_training_data, training_stimulus_mask
+from sbd.decoding.training_data import bank_file, load_training_data, training_stimulus_mask
 
 log = logging.getLogger(__name__)
 
@@ -68,10 +68,7 @@ def run(dataset: str = "phantom", data_dir: str = "", subject: int = 1, roi: str
                   max_bank_mb=float(max_bank_mb))
     tags = {"sbd.dataset": dataset, "sbd.subject": str(int(subject)), "sbd.roi": roi,
             "sbd.backbone": backbone}
-    bank_path = features_file(root, backbone, "bank")
-    if not bank_path.exists():
-        raise FileNotFoundError(f"No feature bank at {bank_path}: run the extract_features "
-                                f"step with backbone={backbone!r} first.")
+    bank_path = bank_file(root, backbone)
     with tracking.step_run("train_decoder", params, tags=tags) as active, \
             FeatureBank(bank_path) as bank:
         check_same_backbone(bank_path, features_file(root, backbone, "training"))

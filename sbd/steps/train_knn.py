@@ -170,7 +170,7 @@ def run(dataset: str = "phantom", data_dir: str = "", subject: int = 1, roi: str
     from sbd.features.backbones import resolve_backbone
     from sbd.features.bank import FeatureBank, check_same_backbone
     from sbd.registry.knn_model import log_knn_model
-    from sbd.decoding.training_data import load_training_data
+    from sbd.decoding.training_data import bank_file, load_training_data
 
     if backend not in knn.BACKENDS:
         raise ValueError(f"Unknown backend={backend!r}; valid: {', '.join(knn.BACKENDS)}.")
@@ -181,10 +181,7 @@ def run(dataset: str = "phantom", data_dir: str = "", subject: int = 1, roi: str
                   max_bank_mb=float(max_bank_mb), n_splits=int(n_splits))
     tags = {"sbd.dataset": dataset, "sbd.subject": str(int(subject)), "sbd.roi": roi,
             "sbd.backbone": backbone}
-    bank_path = features_file(root, backbone, "bank")
-    if not bank_path.exists():
-        raise FileNotFoundError(f"No feature bank at {bank_path}: run the extract_features "
-                                f"step with backbone={backbone!r} first.")
+    bank_path = bank_file(root, backbone)
     with tracking.step_run("train_knn", params, tags=tags) as active:
         check_same_backbone(bank_path, features_file(root, backbone, "training"))
         X, Y, wnids, _ = load_training_data(root, subject, roi, backbone)
