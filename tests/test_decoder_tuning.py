@@ -54,12 +54,12 @@ def test_queries_average_trials_of_one_held_out_category(data, search):
     assert len(set(search.fold_of[first])) == 1 and fold[0] == search.fold_of[first[0]]
 
 
-@pytest.mark.parametrize("rule", ["nearest", "semantic"])
-def test_scores_equal_the_labeller_and_the_metrics_module(data, search, rule):
+@pytest.mark.parametrize("rule,members", [("nearest", 1), ("semantic", 1), ("semantic", 2)])
+def test_scores_equal_the_labeller_and_the_metrics_module(data, search, rule, members):
     """The search's fast path (in-memory normalised bank, Wu-Palmer matrix lookups) gives
     the figures of a KNNLabeller and of sbd.metrics on the same queries."""
     X, Y, groups, bank = data
-    p = {**PARAMS, "rule": rule, "temperature": 0.1}
+    p = {**PARAMS, "rule": rule, "temperature": 0.1, "members": members}
     Q, cats, _ = search.queries(search.out_of_fold(p))
     lab = KNNLabeller(**dt.label_params(p), top_k=5).fit(
         InMemoryBank(bank.load(np.float32), bank.wnids), stats=(Y.mean(0), Y.std(0)),
@@ -78,8 +78,9 @@ def test_fitted_decoder_is_inductive(data):
     """Rescaling and normalisation use statistics fixed at training: a sample decodes the
     same alone as in any batch (the paper's adjustment would not)."""
     X, Y, groups, bank = data
-    ridge, lab = dt.fit_decoder(X, Y, groups, {**PARAMS, "feature_norm": "rescale"}, bank,
-                                n_splits=4)
+    ridge, lab = dt.fit_decoder(X, Y, groups, {**PARAMS, "feature_norm": "rescale",
+                                               "members": 2}, bank, n_splits=4)
+    assert lab.members == 2
     assert ridge.rescale_std_ is not None and not ridge.test_time_adjust
     batch = ridge.predict(X[:6])
     for i in range(6):
@@ -104,3 +105,5 @@ def test_tuning_starts_from_the_paper_and_reports_it(search):
         dt.tune_decoder(search, n_trials=1, objective="accuracy")
     with pytest.raises(ValueError, match="Unknown rule='best'"):
         dt.normalise_decoder_params({"rule": "best"})
+    with pytest.raises(ValueError, match="members must be ≥ 1.*members=0"):
+        dt.normalise_decoder_params({"members": 0})

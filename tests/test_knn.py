@@ -68,6 +68,52 @@ def test_class_distances_and_exclusion(bank_file, queries, metric):
     np.testing.assert_allclose(nb.class_distances, want, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("metric", METRICS)
+@pytest.mark.parametrize("members", [2, 3])
+def test_class_distances_average_the_nearest_members(bank_file, queries, metric, members):
+    """members m: each class's distance is the mean of its m nearest rows, across blocks,
+    with duplicate rows counted as separate members, and a class with fewer rows left
+    averaging those it has (inf when none)."""
+    path, X, wnids, _ = bank_file
+    X = np.concatenate([X, X[:40]])  # 40 exact duplicates: ties inside and across blocks
+    wnids = np.concatenate([wnids, wnids[:40]])
+    classes, codes = knn.class_codes(wnids)
+    exclude = np.zeros(len(X), bool)
+    exclude[codes == 0] = True  # a class with no row left
+    exclude[np.flatnonzero(codes == 1)[members - 1:]] = True  # fewer rows than members
+    nb = exact_search(queries, InMemoryBank(X, wnids), k=4, metric=metric, block_size=77,
+                      codes=codes, exclude=exclude, class_members=members)
+    D = pairwise_distances(queries, X, metric=metric)
+    D[:, exclude] = np.inf
+    want = np.full((len(queries), len(classes)), np.inf)
+    for c in range(1, len(classes)):
+        d = np.sort(D[:, codes == c], axis=1)[:, :members]
+        want[:, c] = np.nanmean(np.where(np.isfinite(d), d, np.nan), axis=1)
+    np.testing.assert_allclose(nb.class_distances, want, rtol=1e-4, atol=1e-4)
+    # the same through the labeller, and FAISS-style class distances from a long
+    # retrieved list (every row retrieved) agree with the exact ones
+    order = np.argsort(D, axis=1, kind="stable")
+    got = knn.retrieved_class_distances(np.take_along_axis(D, order, 1).astype(np.float32),
+                                        np.where(np.isfinite(np.take_along_axis(D, order, 1)),
+                                                 order, -1), codes, len(classes), members)
+    np.testing.assert_allclose(got[:, 2:], want[:, 2:], rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match="class_members must be >= 1"):
+        exact_search(queries, path, codes=knn.class_codes(bank_file[2])[1], class_members=0)
+
+
+def test_retrieved_class_distances_bound_missing_members():
+    """A member an approximate search did not retrieve counts at the farthest retrieved
+    distance; a class with none retrieved stays inf."""
+    dist = np.array([[0.1, 0.2, 0.4, 0.9]], np.float32)
+    idx = np.array([[5, 6, 2, -1]])  # the last one: nothing retrieved
+    codes = np.array([0, 0, 1, 0, 0, 1, 2, 1])  # rows 5, 2 -> class 1; row 6 -> class 2
+    two = knn.retrieved_class_distances(dist, idx, codes, 4, members=2)
+    np.testing.assert_allclose(two, [[np.inf, (0.1 + 0.4) / 2, (0.2 + 0.4) / 2, np.inf]],
+                               rtol=1e-6)
+    one = knn.retrieved_class_distances(dist, idx, codes, 4, members=1)
+    np.testing.assert_allclose(one, [[np.inf, 0.1, 0.2, np.inf]], rtol=1e-6)
+
+
 def test_parallel_block_reader_equals_featurebank(bank_file):
     path = bank_file[0]
     with FeatureBank(path) as bank:

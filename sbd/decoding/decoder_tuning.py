@@ -43,6 +43,9 @@ rule              ``nearest``, ``vote``, ``weighted``, ``semantic`` (the label o
                   :func:`sbd.decoding.knn.rank_labels`); not ``centroid``, whose
                   validation score is biased (below)
 k                 1 … 50 (log), neighbours of ``vote`` / ``weighted``
+members           1 … 3, ``nearest`` and ``semantic`` only: a class's distance is the
+                  mean distance to its ``members`` nearest bank images
+                  (:func:`sbd.decoding.knn.exact_search`)
 temperature       0.01 … 10 (log), ``weighted`` and ``semantic`` only
 ================  ==================================================================
 
@@ -93,14 +96,15 @@ OBJECTIVES: dict[str, Callable[[dict[str, float]], float]] = {
 PAPER_LIKE: dict[str, Any] = {"alpha": 1000.0, "voxel_frac": 1.0, "selection": "corr",
                               "standardize": False, "feature_norm": "rescale",
                               "normalize": "none", "metric": "euclidean", "rule": "nearest",
-                              "k": 5, "temperature": 1.0}
+                              "k": 5, "temperature": 1.0, "members": 1}
 CENTRED_NN: dict[str, Any] = {**PAPER_LIKE, "alpha": 100.0, "feature_norm": "none",
                               "normalize": "center", "metric": "cosine", "k": 1}
 SEMANTIC: dict[str, Any] = {**CENTRED_NN, "alpha": 300.0, "rule": "semantic",
                             "temperature": 0.05}
 QUEUED = (PAPER_LIKE, CENTRED_NN, SEMANTIC)
 _RIDGE_KEYS = ("alpha", "voxel_frac", "selection", "standardize")
-_LABEL_KEYS = ("normalize", "metric", "rule", "k", "temperature")
+_LABEL_KEYS = ("normalize", "metric", "rule", "k", "temperature", "members")
+MEMBERS_MAX = 3
 
 
 def normalise_decoder_params(params: dict[str, Any]) -> dict[str, Any]:
@@ -115,7 +119,7 @@ def normalise_decoder_params(params: dict[str, Any]) -> dict[str, Any]:
            "selection": str(p["selection"]), "standardize": _as_bool(p["standardize"]),
            "feature_norm": str(p["feature_norm"]), "normalize": str(p["normalize"]),
            "metric": str(p["metric"]), "rule": str(p["rule"]), "k": int(float(p["k"])),
-           "temperature": float(p["temperature"])}
+           "temperature": float(p["temperature"]), "members": int(float(p["members"]))}
     for key, valid in (("selection", SELECTIONS), ("feature_norm", FEATURE_NORMS),
                        ("normalize", knn.NORMALIZATIONS), ("metric", knn.METRICS),
                        ("rule", knn.RULES)):
@@ -125,9 +129,9 @@ def normalise_decoder_params(params: dict[str, Any]) -> dict[str, Any]:
         raise ValueError(f"alpha must be positive, got {p['alpha']!r}.")
     if not 0 < out["voxel_frac"] <= 1:
         raise ValueError(f"voxel_frac must be in (0, 1], got {p['voxel_frac']!r}.")
-    if out["k"] < 1 or not out["temperature"] > 0:
-        raise ValueError(f"k must be ≥ 1 and temperature > 0, got {out['k']}, "
-                         f"{out['temperature']}.")
+    if out["k"] < 1 or out["members"] < 1 or not out["temperature"] > 0:
+        raise ValueError(f"k and members must be ≥ 1 and temperature > 0, got k={out['k']}, "
+                         f"members={out['members']}, temperature={out['temperature']}.")
     return out
 
 
@@ -157,6 +161,8 @@ def suggest(trial: optuna.Trial) -> dict[str, Any]:
               if p["rule"] in ("vote", "weighted") else 1)
     p["temperature"] = (trial.suggest_float("temperature", 0.01, 10.0, log=True)
                         if p["rule"] in ("weighted", "semantic") else 1.0)
+    p["members"] = (trial.suggest_int("members", 1, MEMBERS_MAX)
+                    if p["rule"] in ("nearest", "semantic") else 1)
     return p
 
 
@@ -332,7 +338,8 @@ class DecoderSearch:
         q = norm(Q)
         k = max(p["k"], top_k) if p["rule"] in ("vote", "weighted") else top_k
         nb = knn.exact_search(q, bank, k, p["metric"], codes=self.bank_codes,
-                              n_classes=len(self.classes), exclude=self.exclude)
+                              n_classes=len(self.classes), exclude=self.exclude,
+                              class_members=p["members"])
         cen = knn.centroid_distances(q, self._centroid_features(p["normalize"], p["metric"]),
                                      p["metric"])
         sim = self.class_similarity if p["rule"] == "semantic" else None
