@@ -116,6 +116,25 @@ def test_tune_logs_trials_and_beats_or_matches_the_paper():
             "tuning/trials.csv", "tuning/best_params.json"} <= files
 
 
+def test_pruned_trials_end_finished_with_their_state_as_a_tag():
+    """A pruned trial is not a crash: its run ends FINISHED, tagged optuna.state=PRUNED."""
+    import optuna
+
+    X, Y, groups = _decodable(noise=3.0, seed=1)
+    with mlflow.start_run() as parent:
+        result = tune(X, Y, groups, n_trials=25, seed=0)
+    pruned = [t.number for t in result.study.trials
+              if t.state == optuna.trial.TrialState.PRUNED]
+    assert pruned, "no trial was pruned: the test needs a harder study"
+    children = mlflow.MlflowClient().search_runs(
+        [parent.info.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+    state = {int(c.data.tags["optuna.trial"]): (c.info.status, c.data.tags["optuna.state"])
+             for c in children}
+    assert len(state) == 25
+    assert {state[n] for n in pruned} == {("FINISHED", "PRUNED")}
+    assert all(s == ("FINISHED", "COMPLETE") for n, s in state.items() if n not in pruned)
+
+
 def test_study_resumes_from_sqlite(tmp_path):
     X, Y, groups = _decodable()
     url = f"sqlite:///{tmp_path / 'study.db'}"

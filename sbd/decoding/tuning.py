@@ -585,9 +585,9 @@ def tune(X: np.ndarray, Y: np.ndarray, groups: np.ndarray, n_trials: int = 30,
                     mlflow.log_metric(f"val/{key}_running", running, step=fold)
                 trial.report(running, fold)
                 if trial.should_prune():
-                    if run is not None:
+                    if run is not None:  # a pruned trial did its job: FINISHED, not a crash
                         mlflow.set_tag("optuna.state", "PRUNED")
-                        mlflow.end_run("KILLED")
+                        mlflow.end_run("FINISHED")
                     raise optuna.TrialPruned(f"pruned after fold {fold}")
 
             scores = evaluate_params(cache, params, n_way, objective, on_fold)
