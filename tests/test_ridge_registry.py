@@ -14,7 +14,8 @@ from sbd.registry.common import model_name
 from sbd.registry.ridge_model import (
     load_weights, log_ridge_model, register_ridge_model, save_weights,
 )
-from sbd.registry.signatures import InvalidModelInput, column_names, validate_table
+from sbd.registry.signatures import (InvalidModelInput, column_names, input_schema,
+                                     validate_table)
 
 N_VOXELS, DIM = 24, 10
 
@@ -57,7 +58,10 @@ def test_pyfunc_round_trip_through_registry_and_aliases(fitted):
 
     loaded = mlflow.pyfunc.load_model(f"models:/{name}@champion")
     sig = loaded.metadata.signature
-    assert sig.inputs.input_names() == column_names("v", N_VOXELS)
+    # the input schema lives in the metadata (MLflow's enforcement would drop extra columns)
+    assert sig.inputs is None
+    assert input_schema(f"models:/{name}@champion").input_names() == column_names("v", N_VOXELS)
+    assert loaded.metadata.metadata["input_columns"] == f"v0 … v{N_VOXELS - 1} (double)"
     assert sig.outputs.input_names() == column_names("f", DIM)
     out = loaded.predict(_frame(X[:7]))
     assert list(out.columns) == column_names("f", DIM) and (out.dtypes == np.float32).all()
@@ -72,6 +76,7 @@ def test_pyfunc_round_trip_through_registry_and_aliases(fitted):
     # bad input → MlflowException with INVALID_PARAMETER_VALUE (HTTP 400 when served)
     bad_inputs = {
         "missing": _frame(X[:3]).drop(columns=["v5"]),
+        "extra": _frame(X[:3]).assign(x1=1.0, x2=2.0),
         "NaN": _frame(np.where(np.eye(3, N_VOXELS) > 0, np.nan, X[:3])),
         "non-numeric": _frame(X[:3]).astype({"v2": str}).assign(v2="x"),
     }

@@ -91,9 +91,12 @@ def test_decoder_pyfunc_composes_ridge_and_knn(tiny_decoder):
 BAD_PAYLOADS = {
     "wrong voxel count": ({"dataframe_split": {"columns": [f"v{i}" for i in range(5)],
                                                "data": [[0.0] * 5]}}, "v5"),
-    "unknown column": ({"dataframe_split": {"columns": [f"v{i}" for i in range(N_VOXELS - 1)]
+    "renamed column": ({"dataframe_split": {"columns": [f"v{i}" for i in range(N_VOXELS - 1)]
                                             + ["x"], "data": [[0.0] * N_VOXELS]}}, "v11"),
-    "tensor of wrong width": ({"inputs": [[0.0] * (N_VOXELS + 2)]}, "v0"),
+    "extra columns": ({"dataframe_split": {"columns": [f"v{i}" for i in range(N_VOXELS)]
+                                           + [f"x{j}" for j in range(5)],
+                                           "data": [[0.0] * (N_VOXELS + 5)]}}, "unknown: 'x0'"),
+    "tensor of wrong width": ({"inputs": [[0.0] * (N_VOXELS + 2)]}, "got 14"),
     "NaN": ('{"dataframe_split": {"columns": %s, "data": [[NaN%s]]}}'
             % (json.dumps([f"v{i}" for i in range(N_VOXELS)]), ", 0.0" * (N_VOXELS - 1)), "NaN"),
     "non-numeric": ({"dataframe_split": {"columns": [f"v{i}" for i in range(N_VOXELS)],
@@ -122,3 +125,95 @@ def test_served_decoder_answers_and_rejects_bad_payloads(tiny_decoder, serve):
         assert 400 <= status < 500, f"{what}: HTTP {status} {body[:300]}"
         assert needle in json.loads(body)["message"], f"{what}: {body[:500]}"
         assert server.ping(), f"server stopped answering after the {what} payload"
+
+
+def malformed_payloads():
+    """Hypothesis strategy: request bodies the decoder cannot answer (12 voxel columns
+    expected), as JSON text: extra / missing / duplicated columns, non-finite, non-numeric
+    or missing values, empty tables, wrong shapes in every input format, and text that is
+    not JSON or not a request at all."""
+    from hypothesis import strategies as st
+
+    cols = [f"v{i}" for i in range(N_VOXELS)]
+    num = st.floats(-1e3, 1e3, allow_nan=False)
+    bad_cell = st.one_of(st.text(max_size=5), st.booleans(), st.none(),
+                         st.sampled_from(["NaN", "Infinity", "-Infinity"]).map(_Raw),
+                         st.lists(num, max_size=2))
+
+    def table(columns, width, n=st.integers(1, 3)):
+        return n.flatmap(lambda k: st.lists(st.lists(num, min_size=width, max_size=width),
+                                            min_size=k, max_size=k)).map(
+            lambda rows: {"dataframe_split": {"columns": columns, "data": rows}})
+
+    extra = st.lists(st.text(min_size=1, max_size=4).filter(lambda c: c not in cols),
+                     min_size=1, max_size=6, unique=True).flatmap(
+        lambda xs: table(cols + xs, N_VOXELS + len(xs)))
+    duplicated = st.sampled_from(cols).flatmap(lambda c: table(cols + [c], N_VOXELS + 1))
+    missing = st.integers(0, N_VOXELS - 1).flatmap(
+        lambda n: st.permutations(cols).map(lambda p: p[:n])).flatmap(
+        lambda c: table(list(c), len(c)))
+
+    def poisoned(cell):
+        return st.tuples(st.integers(0, N_VOXELS - 1), cell).map(lambda t: {
+            "dataframe_split": {"columns": cols, "data": [[0.5] * t[0] + [t[1]]
+                                                          + [0.5] * (N_VOXELS - 1 - t[0])]}})
+
+    tensor = st.integers(0, 40).filter(lambda w: w != N_VOXELS).flatmap(
+        lambda w: st.sampled_from(["inputs", "instances"]).map(
+            lambda key: {key: [[0.25] * w]}))
+    records = st.lists(st.sampled_from(cols), max_size=N_VOXELS - 1, unique=True).map(
+        lambda c: {"dataframe_records": [{k: 1.0 for k in c}]})
+    empty = st.sampled_from([{"dataframe_split": {"columns": cols, "data": []}},
+                             {"dataframe_records": []}, {"inputs": []}, {}, [],
+                             {"dataframe_split": {}}])
+    junk = st.one_of(st.text(max_size=30), st.binary(max_size=30).map(
+        lambda b: b.decode("latin-1")))
+    shaped = st.one_of(extra, duplicated, missing, poisoned(bad_cell), tensor, records, empty)
+    return st.one_of(shaped.map(_dumps), junk)
+
+
+class _Raw(str):
+    """A JSON literal written as is (NaN, Infinity: what Python's and MLflow's parsers
+    accept, and a client may send)."""
+
+
+def _dumps(obj) -> str:
+    if isinstance(obj, _Raw):
+        return str(obj)
+    if isinstance(obj, dict):
+        return "{" + ", ".join(f"{json.dumps(k)}: {_dumps(v)}" for k, v in obj.items()) + "}"
+    if isinstance(obj, (list, tuple)):
+        return "[" + ", ".join(_dumps(v) for v in obj) + "]"
+    return json.dumps(obj)
+
+
+@pytest.mark.skipif(shutil.which("uvicorn") is None and not Path(sys.executable).with_name(
+    "uvicorn").exists(), reason="uvicorn is not installed")
+def test_served_decoder_fuzzed_with_malformed_payloads(tiny_decoder, serve):
+    """Some hundreds of generated malformed requests to a real server: each gets a 4xx, none
+    a 5xx, and the server still answers a valid request afterwards."""
+    from hypothesis import HealthCheck, given, settings
+
+    uri, X = tiny_decoder
+    server = serve(uri)
+    counts = {"tried": 0, "4xx": 0, "5xx": 0, "other": 0}
+    failures = []
+
+    @settings(max_examples=300, deadline=None, database=None, derandomize=True,
+              suppress_health_check=list(HealthCheck))
+    @given(malformed_payloads())
+    def check(body):
+        status, text = server.post(body)
+        counts["tried"] += 1
+        kind = "4xx" if 400 <= status < 500 else "5xx" if status >= 500 else "other"
+        counts[kind] += 1
+        if kind != "4xx" and len(failures) < 5:
+            failures.append((status, body[:200], text[:300]))
+
+    check()
+    alive = server.ping()
+    status, _ = server.post({"dataframe_split": {"columns": [f"v{i}" for i in range(N_VOXELS)],
+                                                 "data": X[:1].tolist()}})
+    print("fuzz:", {**counts, "server_alive": alive, "valid_after": status})
+    assert counts["tried"] >= 200 and counts["4xx"] == counts["tried"], failures
+    assert alive and status == 200

@@ -24,13 +24,12 @@ from typing import Any
 import mlflow
 import numpy as np
 import pandas as pd
-from mlflow.models import ModelSignature
 
 from sbd.decoding.decoder import ranked_frame
 from sbd.registry import ridge_model
 from sbd.registry.common import model_name, register_model_version
 from sbd.registry.knn_model import output_schema, pip_requirements
-from sbd.registry.signatures import voxel_schema
+from sbd.registry.signatures import checked_signature, input_schema, voxel_schema
 
 __all__ = ["DecoderModel", "log_decoder_model", "register_decoder_model", "model_dims"]
 
@@ -66,11 +65,10 @@ class DecoderModel(mlflow.pyfunc.PythonModel):
 
 
 def model_dims(model_uri: str) -> tuple[int, int]:
-    """``(n_inputs, n_outputs)`` of a logged model's column signature (e.g. voxels, D)."""
+    """``(n_inputs, n_outputs)`` of a logged model's column schemas (e.g. voxels, D)."""
     sig = mlflow.models.get_model_info(model_uri).signature
-    if sig is None or sig.inputs is None:
-        raise ValueError(f"Model {model_uri} has no input signature.")
-    return len(sig.inputs.inputs), len(sig.outputs.inputs) if sig.outputs is not None else 0
+    n_out = len(sig.outputs.inputs) if sig is not None and sig.outputs is not None else 0
+    return len(input_schema(model_uri).inputs), n_out
 
 
 def log_decoder_model(ridge_uri: str, knn_uri: str, name: str = "decoder",
@@ -88,15 +86,16 @@ def log_decoder_model(ridge_uri: str, knn_uri: str, name: str = "decoder",
     if input_example is None:
         input_example = pd.DataFrame(np.zeros((2, n_voxels)),
                                      columns=[f"v{i}" for i in range(n_voxels)])
+    signature, schema_meta = checked_signature(voxel_schema(n_voxels), output_schema(top_k))
     with tempfile.TemporaryDirectory() as tmp:
         code = ridge_model.copy_package(Path(tmp) / "code")
         return mlflow.pyfunc.log_model(
             name=name, python_model=DecoderModel(),
             artifacts={"ridge": ridge_uri, "knn": knn_uri}, code_paths=[str(code)],
-            signature=ModelSignature(inputs=voxel_schema(n_voxels), outputs=output_schema(top_k)),
-            input_example=input_example, pip_requirements=pip_requirements(),
+            signature=signature, input_example=input_example,
+            pip_requirements=pip_requirements(),
             metadata={"n_voxels": n_voxels, "dim": dim, "top_k": top_k,
-                      "ridge_uri": ridge_uri, "knn_uri": knn_uri})
+                      "ridge_uri": ridge_uri, "knn_uri": knn_uri, **schema_meta})
 
 
 def register_decoder_model(model_uri: str, dataset: str, subject: int, roi: str, backbone: str,

@@ -34,14 +34,13 @@ import mlflow
 import numpy as np
 import pandas as pd
 from mlflow.exceptions import MlflowException
-from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, Schema
 
 from sbd.decoding.decoder import ranked_frame
 from sbd.decoding.knn import FeatureNormalizer, InMemoryBank, KNNLabeller
 from sbd.features.bank import FeatureBank
 from sbd.registry import ridge_model
-from sbd.registry.signatures import feature_schema, validate_table
+from sbd.registry.signatures import checked_signature, feature_schema, validate_table
 
 __all__ = ["KNNModel", "log_knn_model", "output_schema", "bank_names", "pip_requirements"]
 
@@ -150,11 +149,11 @@ def log_knn_model(labeller: KNNLabeller, bank_path: str | Path, name: str = "mod
             artifacts["class_similarity"] = str(tmp / "class_similarity.npy")
         if not by_ref:
             artifacts["bank"] = str(bank_path)
-        signature = ModelSignature(inputs=feature_schema(cfg["dim"], "double"),
-                                   outputs=output_schema(top_k))
+        signature, schema_meta = checked_signature(feature_schema(cfg["dim"], "double"),
+                                                   output_schema(top_k))
         code = ridge_model.copy_package(tmp / "code")
         return mlflow.pyfunc.log_model(name=name, python_model=KNNModel(), artifacts=artifacts,
                                        code_paths=[str(code)], signature=signature,
                                        pip_requirements=pip_requirements(),
                                        metadata={"dim": cfg["dim"], "top_k": top_k,
-                                                 "bank_by_reference": by_ref})
+                                                 "bank_by_reference": by_ref, **schema_meta})

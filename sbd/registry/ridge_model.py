@@ -122,8 +122,9 @@ def log_ridge_model(model: MultiRidge, name: str = "ridge", input_example: Any =
         input_example = np.zeros((2, n_voxels))
     example = input_example if isinstance(input_example, pd.DataFrame) else pd.DataFrame(
         np.asarray(input_example, dtype=np.float64), columns=column_names("v", n_voxels))
+    signature, schema_meta = table_signature(n_voxels, dim)
     meta = {"n_voxels": int(n_voxels), "dim": int(dim), "n_voxels_kept": int(model.support_.size),
-            "sbd_version": sbd.__version__, **(metadata or {})}
+            "sbd_version": sbd.__version__, **schema_meta, **(metadata or {})}
     with tempfile.TemporaryDirectory() as tmp:
         weights = save_weights(model, Path(tmp) / WEIGHTS_FILE)
         code = copy_package(Path(tmp) / "code")
@@ -131,7 +132,7 @@ def log_ridge_model(model: MultiRidge, name: str = "ridge", input_example: Any =
         script.write_text(MODEL_CODE)
         return mlflow.pyfunc.log_model(
             name=name, python_model=str(script), artifacts={WEIGHTS: str(weights)},
-            code_paths=[str(code)], signature=table_signature(n_voxels, dim),
+            code_paths=[str(code)], signature=signature,
             input_example=example, pip_requirements=pip_requirements(), metadata=meta)
 
 

@@ -8,6 +8,15 @@ Tables (DataFrames) of the models:
 :func:`validate_table` turns a DataFrame (named columns, any order) or a 2-D array into a
 float64 array, or raises :class:`InvalidModelInput` — an ``MlflowException`` with error code
 ``INVALID_PARAMETER_VALUE`` (HTTP 400 when served) that is also a ``ValueError``.
+
+Why the logged signatures have no input schema (:func:`checked_signature`): MLflow's
+column-schema enforcement drops columns it does not know, with a log warning, before the
+model sees the input — so a client that sent the wrong table (one with 5 extra columns)
+got an answer.  sbd's models check their input themselves (:func:`validate_table`: extra,
+missing, renamed, non-numeric, NaN, empty → 400 naming the problem), so the signature keeps
+only the output schema, and the input schema is kept readable in the model's metadata
+(``input_schema``, MLflow's JSON form; ``input_columns``, one line) and input example.
+:func:`input_schema` reads it back (from the signature for models logged before).
 """
 
 from __future__ import annotations
@@ -22,7 +31,8 @@ from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.types import ColSpec, Schema
 
 __all__ = ["InvalidModelInput", "column_names", "voxel_schema", "feature_schema",
-           "table_signature", "validate_table", "to_table"]
+           "table_signature", "checked_signature", "input_schema", "validate_table",
+           "to_table"]
 
 
 class InvalidModelInput(MlflowException, ValueError):
@@ -47,9 +57,36 @@ def feature_schema(dim: int, dtype: str = "float") -> Schema:
     return Schema([ColSpec(dtype, c) for c in column_names("f", dim)])
 
 
-def table_signature(n_voxels: int, dim: int) -> ModelSignature:
-    """Voxel table in, feature table out."""
-    return ModelSignature(inputs=voxel_schema(n_voxels), outputs=feature_schema(dim))
+def checked_signature(inputs: Schema, outputs: Schema) -> tuple[ModelSignature, dict[str, Any]]:
+    """``(signature, metadata)`` to log a model that checks its own input (module doc): the
+    signature holds ``outputs`` only; the metadata holds ``inputs`` as ``input_schema``
+    (JSON) and ``input_columns`` (e.g. ``"v0 … v1599 (double)"``)."""
+    names = inputs.input_names()
+    kinds = sorted({getattr(c.type, "name", str(c.type)) for c in inputs.inputs})
+    line = (f"{names[0]} … {names[-1]}" if len(names) > 1 else str(names[0])) + \
+        f" ({', '.join(kinds)})"
+    return (ModelSignature(inputs=None, outputs=outputs),
+            {"input_schema": inputs.to_json(), "input_columns": line})
+
+
+def input_schema(model_uri: str) -> Schema:
+    """The input column schema of a logged sbd model (metadata, or the signature of a model
+    logged before :func:`checked_signature`)."""
+    import mlflow
+
+    info = mlflow.models.get_model_info(model_uri)
+    meta = info.metadata or {}
+    if "input_schema" in meta:
+        return Schema.from_json(meta["input_schema"])
+    sig = info.signature
+    if sig is None or sig.inputs is None:
+        raise ValueError(f"Model {model_uri} has no input schema (metadata or signature).")
+    return sig.inputs
+
+
+def table_signature(n_voxels: int, dim: int) -> tuple[ModelSignature, dict[str, Any]]:
+    """Voxel table in, feature table out (:func:`checked_signature`)."""
+    return checked_signature(voxel_schema(n_voxels), feature_schema(dim))
 
 
 def _describe(names: list[Any], limit: int = 5) -> str:
@@ -90,6 +127,11 @@ def validate_table(data: Any, n_columns: int, prefix: str = "v", what: str = "vo
                 parts.append(f"unknown: {_describe(unknown)}")
             raise InvalidModelInput("; ".join(parts) + ".")
         data = data.set_axis(cols, axis=1)
+        if len(data) == 0:
+            raise InvalidModelInput(f"{what} input is empty (0 rows).")
+        if len(set(cols)) != len(cols):
+            dup = sorted({c for c in cols if cols.count(c) > 1})
+            raise InvalidModelInput(f"{what} columns repeated: {_describe(dup)}.")
         bad = [c for c in expected if not pd.api.types.is_numeric_dtype(data[c])
                or pd.api.types.is_bool_dtype(data[c])]
         if bad:
