@@ -66,6 +66,18 @@ def test_not_a_bank(tmp_path):
         FeatureBank(tmp_path / "nope.h5")
 
 
+def test_truncated_bank_is_refused_with_the_fix(tmp_path):
+    """A bank cut off (a copy interrupted) is never read as garbage: a named error."""
+    path = tmp_path / "bank.h5"
+    _bank(path, n=400, d=64)
+    whole = path.read_bytes()
+    path.write_bytes(whole[: len(whole) * 2 // 3])
+    with pytest.raises(ValueError) as err:
+        FeatureBank(path)
+    msg = str(err.value)
+    assert str(path) in msg and "is cut off" in msg and "extract_features computes it" in msg
+
+
 def test_mixing_backbones_is_refused(tmp_path):
     _bank(tmp_path / "a.h5", backbone="resnet50")
     _bank(tmp_path / "b.h5", backbone="efficientnet-lite0")

@@ -31,6 +31,7 @@ import h5py
 import numpy as np
 
 import sbd
+from sbd.data.files import open_hdf5
 
 STR_DTYPE = h5py.string_dtype("utf-8")
 REQUIRED = ("features", "wnid", "image_id", "path")
@@ -165,10 +166,9 @@ class FeatureBank:
         self.path = Path(path)
         if not self.path.is_file():
             raise FileNotFoundError(f"Feature bank not found: {self.path}")
-        try:
-            self._h5 = h5py.File(self.path, "r")
-        except OSError as err:
-            raise ValueError(f"Not a readable HDF5 feature bank: {self.path} ({err}).") from err
+        self._h5 = open_hdf5(self.path, "It is not a feature bank sbd finished writing (sbd "
+                             "writes to a temporary name and renames): delete it, and "
+                             "extract_features computes it again.")
         missing = [k for k in REQUIRED if k not in self._h5]
         if missing or "backbone" not in self._h5.attrs:
             self._h5.close()
@@ -273,6 +273,13 @@ class FeatureBank:
             out[pos:pos + len(run)] = self._features[run[0]:run[-1] + 1]
             pos += len(run)
         return out[inverse]
+
+    def has(self, image_ids: Sequence[str]) -> np.ndarray:
+        """(n,) bool: which of ``image_ids`` have a row (a stimulus whose image was missing
+        or unreadable has none)."""
+        if self._row_of is None:
+            self._row_of = {iid: i for i, iid in enumerate(self.image_ids)}
+        return np.array([str(i) in self._row_of for i in image_ids], dtype=bool)
 
     def lookup(self, image_ids: Sequence[str]) -> np.ndarray:
         """Features of the given image ids, in that order: (n, D) float32.
