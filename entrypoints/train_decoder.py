@@ -31,6 +31,8 @@ parser.add_argument("--seed", type=as_int, default=0)
 parser.add_argument("--backend", default="torch", choices=list(BACKENDS))
 parser.add_argument("--max-bank-mb", type=float, default=256.0,
                     help="larger banks are stored in the model by reference (path), not copied")
+parser.add_argument("--min-train-fraction", type=float, default=0.5,
+                    help="refuse when fewer training samples have a readable stimulus image")
 args = parser.parse_args()
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
 run_id = train_decoder.run(**vars(args))

@@ -7,10 +7,13 @@ The file has GOD's keys: ``VoxelData`` columns flagged by ``ROI_<name>`` and
 
 from __future__ import annotations
 
+import os
+
 import h5py
 import numpy as np
 import pytest
 from bdpy import BData
+from PIL import Image
 
 from sbd.data import god, layout
 
@@ -83,7 +86,8 @@ def write_images(data_dir, skip=()):
             image_id = f"n{off:08d}_{num}"
             lines.append(f'{_label(off, num):.6f},"{image_id}.JPEG"\n')
             if image_id not in skip:
-                (folder / f"{image_id}.JPEG").write_bytes(b"\xff\xd8\xff")
+                Image.new("RGB", (8, 8), (num % 256, 40, 90)).save(folder / f"{image_id}.JPEG",
+                                                                   format="JPEG")
         layout.image_list_csv(data_dir, sset).write_text("".join(lines))
 
 
@@ -223,6 +227,42 @@ def test_not_bdata(tmp_path):
         god.load(tmp_path, 1, "VC", "train")
 
 
+def test_broken_bdata_files_name_the_file_the_problem_and_the_fix(tmp_path):
+    """An interrupted download (cut off mid-file), an empty file and a file another process
+    holds open for writing each get a message naming the file, what is wrong and what to do."""
+    import subprocess
+    import sys
+
+    path = layout.fmri_file(tmp_path, 1)
+    make_god_bdata(path)
+    whole = path.read_bytes()
+    path.write_bytes(whole[: len(whole) // 2])
+    with pytest.raises(ValueError) as err:
+        god.load(tmp_path, 1, "VC", "train")
+    msg = str(err.value)
+    assert str(path) in msg and "is cut off" in msg and f"of the {len(whole):,}" in msg
+    assert "Download Subject1.h5 again from figshare 7387130" in msg
+    path.write_bytes(b"")
+    with pytest.raises(ValueError, match=r"Subject1\.h5 is empty \(0 bytes\)\. Download"):
+        god.load(tmp_path, 1, "VC", "train")
+    path.write_bytes(whole)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import h5py, sys, time; f = h5py.File(sys.argv[1], 'a'); "
+         "print('open', flush=True); time.sleep(60)", str(path)],
+        stdout=subprocess.PIPE, text=True, env={**os.environ, "HDF5_USE_FILE_LOCKING": "TRUE"})
+    try:
+        assert holder.stdout.readline().strip() == "open"
+        with pytest.raises(ValueError) as err:
+            god.read_bdata(path)
+        msg = str(err.value)
+        assert str(path) in msg and "locked by another process" in msg
+        assert "figshare" not in msg  # downloading again would not help
+    finally:
+        holder.kill()
+        holder.wait()
+    assert god.load(tmp_path, 1, "VC", "train").voxels.shape[0] > 0  # unlocked: reads
+
+
 def test_roi_absent_lists_present(tmp_path):
     rois = {k: v for k, v in ROI_COLUMNS.items() if k != "FFA"}
     make_god_bdata(layout.fmri_file(tmp_path, 1), rois=rois)
@@ -268,12 +308,28 @@ def test_validate_report(god_dir, tmp_path):
     assert sub["images"] == {"train": 6, "test": 3, "imagery": 3}
     assert report["image_lists"]["training"]["n"] == 6
 
+    # part of the stimulus set missing or unreadable: warnings (samples left out of
+    # training, test samples decoded without image metrics), not problems
     make_god_bdata(layout.fmri_file(tmp_path, 1))
     write_images(tmp_path, skip={"n02121620_19020"})
+    broken = layout.images_dir(tmp_path, "training") / "n01518878_5958.JPEG"
+    broken.write_bytes(broken.read_bytes()[:20])
     report = god.validate(tmp_path)
-    assert not report["ok"]
-    assert report["missing_images"]["test"] == ["n02121620_19020"]
-    assert any("1 of 3 test stimulus images missing" in p for p in report["problems"])
+    assert report["ok"], report["problems"]
+    assert report["missing_images"] == {"training": ["n01518878_5958"],
+                                        "test": ["n02121620_19020"]}
+    assert list(report["unreadable_images"]["training"]) == ["n01518878_5958"]
+    sub = report["subjects"]["1"]
+    assert sub["samples_without_image"] == {"train": 1, "test": 4}
+    warnings = " ".join(report["warnings"])
+    assert "1 of 6 training stimulus images missing or unreadable" in warnings
+    assert "1 of 6 train samples will be left out of training" in warnings
+    assert "4 of 12 test samples are still decoded" in warnings
+    assert "n01518878_5958.JPEG" in (tmp_path / "skipped_images.csv").read_text()
+    # below the floor: a problem
+    report = god.validate(tmp_path, min_train_fraction=0.9)
+    assert not report["ok"] and any("below min_train_fraction=0.9" in p
+                                    for p in report["problems"])
 
     empty = god.validate(tmp_path / "nothing")
     assert not empty["ok"] and any("figshare 7387130" in p for p in empty["problems"])

@@ -51,7 +51,7 @@ def test_god_step_logs_the_report(phantom_dir, tmp_path):
 
     # a problem: missing stimulus images → the run fails with the report logged
     shutil.rmtree(root / "fMRI" / "imagenet" / "images" / "test")
-    with pytest.raises(prepare_data.DataProblem, match="test stimulus images missing"):
+    with pytest.raises(prepare_data.DataProblem, match="stimulus image folder .*test not found"):
         prepare_data.run(dataset="god", data_dir=str(root))
     failed = mlflow.search_runs(filter_string="tags.`sbd.entry_point` = 'prepare_data' "
                                 "and tags.`sbd.data.valid` = 'false'", output_format="list")

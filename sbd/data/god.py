@@ -23,6 +23,7 @@ category (both by default).
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -30,6 +31,8 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from sbd.data import layout
+from sbd.data.files import GOD_DOWNLOAD, open_hdf5
+from sbd.data.images import SkippedImages, try_read_image
 
 __all__ = [
     "GODSample",
@@ -175,8 +178,6 @@ def read_bdata(path: str | Path):
     ValueError
         When it is not an HDF5 BData file (``/dataset`` + ``/metadata/{key,value,description}``).
     """
-    import h5py
-
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"BData file not found: {path}.")
@@ -187,9 +188,10 @@ def read_bdata(path: str | Path):
     expected = (
         "expected a BData file (bdpy): HDF5 with /dataset and /metadata/{key,value,description}"
     )
-    if not h5py.is_hdf5(path):
-        raise ValueError(f"{path} is not an HDF5 file; {expected}.")
-    with h5py.File(path, "r") as f:
+    remedy = (f"Download {path.name} again from {GOD_DOWNLOAD}."
+              if re.fullmatch(r"Subject\d+\.h5", path.name) else
+              "Replace it with a complete copy.")
+    with open_hdf5(path, remedy) as f:
         ds = "dataset" if "dataset" in f else ("dataSet" if "dataSet" in f else None)
         md = "metadata" if "metadata" in f else ("metaData" if "metaData" in f else None)
         lacks = []
@@ -201,7 +203,8 @@ def read_bdata(path: str | Path):
             lacks += [f"/{md}/{k}" for k in ("key", "value", "description") if k not in f[md]]
         if lacks:
             raise ValueError(
-                f"{path} is not a BData file: it lacks {', '.join(lacks)}; {expected}."
+                f"{path} is not a BData file: it lacks {', '.join(lacks)}; {expected}. "
+                f"{remedy}"
             )
         n_cols = f[ds].shape[1] if len(f[ds].shape) == 2 else None
         md_shape = f[md]["value"].shape
@@ -614,19 +617,29 @@ def stimulus_paths(
     return paths, missing
 
 
-def validate(data_dir: str | Path) -> dict:
+def validate(data_dir: str | Path, min_train_fraction: float = 0.5) -> dict:
     """Check a GOD-layout folder and report what it holds and what is missing.
+
+    Every stimulus image is read (:func:`sbd.data.images.read_image`); unreadable ones are
+    recorded in ``<data_dir>/skipped_images.csv`` and count as missing.  A partial stimulus
+    set is a warning, not a problem: training samples without an image will be left out of
+    training, test samples without one are still decoded (labels need only the wnid) and
+    left out of the image-based metrics.  It is a problem when fewer than
+    ``min_train_fraction`` of a subject's training samples keep their image.
 
     Returns
     -------
     dict
         ``ok`` (no problem), ``data_dir``, ``problems`` (all, each naming its subject/file),
         ``warnings``, ``image_lists`` (per stimulus set: path, number of images),
-        ``images`` (per stimulus set: folder, number of files), ``missing_images``
+        ``images`` (per stimulus set: folder, number of readable files, ``n_unreadable``),
+        ``unreadable_images`` (per stimulus set: image id → reason), ``missing_images``
         (per stimulus set, union over subjects), and ``subjects``: per subject (str key)
         ``file``, ``rois`` (``{roi: voxel count}``), ``samples`` (train/test/imagery
         counts), ``images`` (distinct train/test images, imagery categories), ``runs``
-        (distinct runs per split), ``missing_images`` (per stimulus set), ``problems``.
+        (distinct runs per split), ``missing_images`` (per stimulus set, unreadable
+        included), ``samples_without_image`` (train/test counts), ``problems``,
+        ``warnings``.
     """
     data_dir = Path(data_dir)
     report: dict = {"data_dir": str(data_dir), "subjects": {}, "problems": [], "warnings": []}
@@ -650,13 +663,28 @@ def validate(data_dir: str | Path) -> dict:
             {"path": df.attrs["path"], "n": len(df)} if df is not None else None
         )
     report["images"] = {}
+    report["unreadable_images"] = {}
     indexes = {}
+    record = SkippedImages(data_dir)
     for sset in layout.STIMULUS_SETS:
         folder = layout.images_dir(data_dir, sset)
         indexes[sset] = _image_index(folder)
-        report["images"][sset] = {"folder": str(folder), "n": len(indexes[sset])}
+        # every image read once, as extract_features will: an unreadable one counts as missing
+        bad = {i: try_read_image(p)[1] for i, p in indexes[sset].items()}
+        bad = {i: r for i, r in bad.items() if r}
+        record.add_many([(indexes[sset][i], r) for i, r in bad.items()], "prepare_data")
+        report["unreadable_images"][sset] = {i: bad[i] for i in sorted(bad)}
+        for i in bad:
+            del indexes[sset][i]
+        report["images"][sset] = {"folder": str(folder), "n": len(indexes[sset]),
+                                  "n_unreadable": len(bad)}
         if not folder.is_dir():
             report["problems"].append(f"stimulus image folder {folder} not found. {IMAGES_HELP}")
+        elif bad:
+            report["warnings"].append(
+                f"{len(bad)} {sset} stimulus image(s) in {folder} cannot be read (e.g. "
+                f"{_head([f'{i}: {r}' for i, r in bad.items()], 3)}); listed in "
+                f"{record.path}.")
 
     present = _subjects_present(data_dir)
     if not present:
@@ -672,9 +700,10 @@ def validate(data_dir: str | Path) -> dict:
         )
     missing_all: dict[str, list[str]] = {s: [] for s in layout.STIMULUS_SETS}
     for subject in present:
-        sub = _validate_subject(data_dir, subject, lists, indexes)
+        sub = _validate_subject(data_dir, subject, lists, indexes, min_train_fraction)
         report["subjects"][str(subject)] = sub
         report["problems"].extend(f"subject {subject}: {p}" for p in sub["problems"])
+        report["warnings"].extend(f"subject {subject}: {w}" for w in sub["warnings"])
         for sset, ids in sub.get("missing_images", {}).items():
             missing_all[sset].extend(ids)
     report["missing_images"] = {s: sorted(set(v)) for s, v in missing_all.items()}
@@ -682,9 +711,11 @@ def validate(data_dir: str | Path) -> dict:
     return report
 
 
-def _validate_subject(data_dir: Path, subject: int, lists: dict, indexes: dict) -> dict:
+def _validate_subject(data_dir: Path, subject: int, lists: dict, indexes: dict,
+                      min_train_fraction: float = 0.5) -> dict:
     path = layout.fmri_file(data_dir, subject)
-    sub: dict = {"file": str(path), "problems": []}
+    sub: dict = {"file": str(path), "problems": [], "warnings": [],
+                 "samples_without_image": {}}
     try:
         bdata = read_bdata(path)
         _require_keys(bdata, path, ("DataType", "Run"))
@@ -743,11 +774,23 @@ def _validate_subject(data_dir: Path, subject: int, lists: dict, indexes: dict) 
         sset = STIMULUS_SET_OF_SPLIT[split]
         missing = [i for i in uniq if i not in indexes[sset]]
         sub["missing_images"][sset] = missing
+        n_without = int(np.isin(np.asarray(image_ids), missing).sum())
+        sub["samples_without_image"][split] = n_without
         if missing:
-            sub["problems"].append(
-                f"{len(missing)} of {len(uniq)} {sset} stimulus images missing in "
-                f"{layout.images_dir(data_dir, sset)} (e.g. {_head(missing, 5)}). {IMAGES_HELP}"
-            )
+            what = (f"{len(missing)} of {len(uniq)} {sset} stimulus images missing or "
+                    f"unreadable in {layout.images_dir(data_dir, sset)} (e.g. "
+                    f"{_head(missing, 5)}): {n_without} of {int(rows.sum())} {split} samples")
+            n_kept = int(rows.sum()) - n_without
+            if split == "train" and n_kept < min_train_fraction * int(rows.sum()):
+                sub["problems"].append(
+                    f"{what} have no image, leaving {n_kept}: below min_train_fraction="
+                    f"{min_train_fraction:g}. {IMAGES_HELP}")
+            elif split == "train":
+                sub["warnings"].append(f"{what} will be left out of training.")
+            else:
+                sub["warnings"].append(
+                    f"{what} are still decoded (labels need only the wnid) and left out of "
+                    "the image-based metrics.")
         df = lists.get(sset)
         if df is not None:
             not_listed = sorted(set(uniq) - set(df["image_id"]))

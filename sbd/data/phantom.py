@@ -58,6 +58,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from sbd.data import brain, emoji, layout
+from sbd.data.images import read_image
 
 __all__ = ["PRESETS", "DEFAULT_SNR", "ROIS", "PhantomConfig", "resolve_config", "build",
            "read_manifest", "lowlevel_stats", "simulate_subject", "MANIFEST_NAME"]
@@ -347,10 +348,7 @@ def _stimulus_stats(plan: _Plan, stage: Path, progress: bool,
     bar = tqdm(total=len(items), desc="phantom brain network", unit="img", disable=not progress)
     for start in range(0, len(items), batch_size):
         chunk = items[start:start + batch_size]
-        imgs = []
-        for _, path in chunk:
-            with Image.open(path) as f:
-                imgs.append(f.convert("RGB"))
+        imgs = [read_image(path) for _, path in chunk]
         cnn.append(brain.raw_brain_features(imgs, net, batch_size=batch_size))
         low.extend(lowlevel_stats(x) for x in imgs)
         bar.update(len(chunk))

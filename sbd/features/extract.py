@@ -44,6 +44,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from sbd.data import layout
+from sbd.data.images import SkippedImages, try_read_image
 from sbd.features.backbones import Backbone, get_backbone, to_uint8
 from sbd.features.bank import FEATURE_DTYPES, BankWriter, FeatureBank
 
@@ -182,14 +183,10 @@ class ImageFiles(torch.utils.data.Dataset):
     def __getitem__(self, i: int):
         pos = int(self.positions[i])
         path = os.path.join(self.root, self.paths[pos].decode())
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                with Image.open(path) as im:
-                    x = to_uint8(self.resize(im.convert("RGB")))
-            return x, pos, ""
-        except Exception as err:  # any unreadable file: PIL raises many types
-            return None, pos, f"{err.__class__.__name__}: {err}"
+        im, reason = try_read_image(path)  # sbd.data.images: one reader for every consumer
+        if im is None:
+            return None, pos, reason
+        return to_uint8(self.resize(im)), pos, ""
 
 
 def _collate(samples):
@@ -513,6 +510,7 @@ def _finalize(data_dir: Path, source: str, items: list[Item], excluded_by_id: li
         if failed:
             writer.set_table("failed", {"path": [p for p, _ in failed],
                                         "error": [e for _, e in failed]})
+            SkippedImages(data_dir).add_many(failed, "extract_features")
         n_features = writer.n
         writer.commit()
     except BaseException:

@@ -66,6 +66,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from sbd.data import layout
+from sbd.data.images import SkippedImages, UnreadableImage, read_image, try_read_image
 
 log = logging.getLogger(__name__)
 
@@ -272,16 +273,15 @@ def object_box(img: np.ndarray, min_fraction: float = 0.02) -> tuple[int, int, i
 
 def load_image(path: str | Path, size: int, crop: bool = False) -> np.ndarray:
     """One image as a (size, size, 3) uint8 array: centre square (or, with ``crop``, the
-    square around its object, :func:`object_box`), area-resized."""
-    with Image.open(path) as im:
-        im.draft("RGB", (size * 2, size * 2))  # JPEG: decode at a reduced scale
-        im = im.convert("RGB")
-        w, h = im.size
-        s = min(w, h)
-        im = im.crop(((w - s) // 2, (h - s) // 2, (w - s) // 2 + s, (h - s) // 2 + s))
-        if crop:
-            im = im.crop(object_box(np.asarray(im)))
-        return np.asarray(im.resize((size, size), Image.BOX), dtype=np.uint8)
+    square around its object, :func:`object_box`), area-resized.  Raises
+    :class:`sbd.data.images.UnreadableImage` for a file that cannot be read."""
+    im = read_image(path, draft=(size * 2, size * 2))  # JPEG: decode at a reduced scale
+    w, h = im.size
+    s = min(w, h)
+    im = im.crop(((w - s) // 2, (h - s) // 2, (w - s) // 2 + s, (h - s) // 2 + s))
+    if crop:
+        im = im.crop(object_box(np.asarray(im)))
+    return np.asarray(im.resize((size, size), Image.BOX), dtype=np.uint8)
 
 
 def load_bank(data_dir: str | Path, size: int, max_per_class: int = 0,
@@ -302,15 +302,31 @@ def load_bank(data_dir: str | Path, size: int, max_per_class: int = 0,
             if (list(z["wnids"]) == wnids and int(z["max_per_class"]) == max_per_class
                     and "signature" in z.files and str(z["signature"]) == bank_signature(data_dir)):
                 return z["images"], z["labels"], wnids
+    record = SkippedImages(data_dir)
+    known = record.read()  # skipped by another consumer (extract_features): not read again
     paths, labels = [], []
     for i, w in enumerate(wnids):
-        files = _images_in(layout.bank_dir(data_dir) / w)
+        files = [f for f in _images_in(layout.bank_dir(data_dir) / w)
+                 if record.key(f) not in known]
         files = files[:max_per_class] if max_per_class > 0 else files
         paths += files
         labels += [i] * len(files)
-    images = np.stack([load_image(p, size, crop) for p in tqdm(paths, desc="tiny: bank images",
-                                                         unit="img", disable=not progress)])
-    labels = np.asarray(labels, dtype=np.int64)
+    images, kept, skipped = [], [], []
+    for j, p in enumerate(tqdm(paths, desc="tiny: bank images", unit="img",
+                               disable=not progress)):
+        try:
+            images.append(load_image(p, size, crop))
+            kept.append(j)
+        except UnreadableImage as err:
+            skipped.append((p, err.reason))
+    if skipped:
+        record.add_many(skipped, "tiny")
+        log.warning("tiny: %d unreadable bank image(s) skipped (listed in %s): %s",
+                    len(skipped), record.path, ", ".join(str(p) for p, _ in skipped[:5]))
+    if not images:
+        raise ValueError(f"No readable bank image under {layout.bank_dir(data_dir)}.")
+    images = np.stack(images)
+    labels = np.asarray(labels, dtype=np.int64)[kept]
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
         tmp = cache.with_name(cache.stem + ".tmp.npz")
@@ -908,14 +924,17 @@ def _bank_features(data_dir: str | Path, wnids: Sequence[str],
         log.info("Bank features %s hold none of the bank images: recomputing.", path)
     from sbd.features.extract import embed_images
 
-    paths, labs = [], []
-    for w in wnids:
-        found = _images_in(root / w) if (root / w).is_dir() else []
-        paths += found
-        labs += [index[w]] * len(found)
-    feats = np.concatenate([embed_images([Image.open(p).convert("RGB") for p in paths[i:i + 256]],
-                                         backbone) for i in range(0, len(paths), 256)])
-    return feats, np.asarray(labs), paths
+    listed = [(p, index[w]) for w in wnids
+              for p in (_images_in(root / w) if (root / w).is_dir() else [])]
+    feats, paths, labs = [], [], []
+    for i in range(0, len(listed), 256):
+        got = [(try_read_image(p)[0], p, c) for p, c in listed[i:i + 256]]
+        got = [g for g in got if g[0] is not None]  # unreadable: skipped (load_bank records)
+        if got:
+            feats.append(embed_images([g[0] for g in got], backbone))
+            paths += [g[1] for g in got]
+            labs += [g[2] for g in got]
+    return np.concatenate(feats), np.asarray(labs), paths
 
 
 def sample_sheet(pipe: TinyPipeline, n_classes: int = 16, n_per_class: int = 4, seed: int = 0,

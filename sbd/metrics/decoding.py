@@ -373,7 +373,8 @@ def evaluate_decoding(true_wnids: Sequence[str], ranked: Sequence[Sequence[str]]
     true_wnids : n true wnids
     ranked : n lists of decoded wnids, best first (the decoder's K labels)
     label_set : the bank's labels, for the chance level
-    pred_features, true_features : (n, D) or None (then no feature metrics)
+    pred_features, true_features : (n, D) or None (then no feature metrics); a row of
+        ``true_features`` that is NaN (no stimulus image) is left out of the feature metrics
     n_chance : number of chance draws and of permutations
     seed : seed of both
     prefix : prepended to every metric name (``"test/"``, ``"imagery/"``)
@@ -384,7 +385,7 @@ def evaluate_decoding(true_wnids: Sequence[str], ranked: Sequence[Sequence[str]]
     DecodingEvaluation with metrics ``wup_top1, wup_best_topk, wup_chance, wup_chance_sd,
     wup_chance_exact, wup_best_topk_chance, wup_p, wup_chance_p, top1_acc, top5_acc, top1_chance,
     top5_chance, rank1_distinct, rank1_top_share (:func:`rank1_diversity`), feature_r,
-    feature_unit_r, ident{n}_acc, ident{n}_n, n_samples`` (prefixed) and a sample table with
+    feature_unit_r, feature_n, ident{n}_acc, ident{n}_n, n_samples`` (prefixed) and a sample table with
     columns ``true_wnid, decoded_wnids, top1_wnid, wup_top1, wup_best_topk, best_rank,
     top1_correct, top5_correct`` (+ ``feature_r, ident{n}`` with features).
     """
@@ -431,16 +432,25 @@ def evaluate_decoding(true_wnids: Sequence[str], ranked: Sequence[Sequence[str]]
         if pred.shape != true.shape or pred.shape[0] != len(true_wnids):
             raise ValueError(f"pred_features {pred.shape} and true_features {true.shape} must both "
                              f"be ({len(true_wnids)}, D).")
-        r = feature_correlation(pred, true)
-        samples["feature_r"] = r
-        m["feature_r"] = float(r.mean())
-        m["feature_unit_r"] = unit_correlation(pred, true)
-        sim = pearson_matrix(pred, true)
-        for n in ns:
-            per_row, n_eff = identification_from_similarity(sim, n)
-            samples[f"ident{n}"] = per_row
-            m[f"ident{n}_acc"] = float(np.nanmean(per_row)) if n_eff >= 2 else float("nan")
-            m[f"ident{n}_n"] = float(n_eff)
+        # a sample whose stimulus image is missing has NaN features: it is left out of the
+        # feature metrics only (counted as feature_n)
+        ok = np.isfinite(true).all(axis=1)
+        m["feature_n"] = float(ok.sum())
+        if ok.sum() >= 2:
+            pred, true = pred[ok], true[ok]
+            r = np.full(len(ok), np.nan)
+            r[ok] = feature_correlation(pred, true)
+            samples["feature_r"] = r
+            m["feature_r"] = float(np.nanmean(r))
+            m["feature_unit_r"] = unit_correlation(pred, true)
+            sim = pearson_matrix(pred, true)
+            for n in ns:
+                per_row, n_eff = identification_from_similarity(sim, n)
+                full = np.full(len(ok), np.nan)
+                full[ok] = per_row
+                samples[f"ident{n}"] = full
+                m[f"ident{n}_acc"] = float(np.nanmean(per_row)) if n_eff >= 2 else float("nan")
+                m[f"ident{n}_n"] = float(n_eff)
     metrics = {f"{prefix}{key}": value for key, value in m.items()}
     return DecodingEvaluation(metrics=metrics, samples=samples, chance=chance)
 

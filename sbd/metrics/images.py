@@ -131,16 +131,14 @@ def generated_identification(generated: np.ndarray, stimuli: np.ndarray,
 
 
 def embed(images: Sequence, backbone: str = "efficientnet-lite0", batch_size: int = 32) -> np.ndarray:
-    """CNN features (n, D) float32 of PIL images or image paths, via ``embed_images``."""
+    """CNN features (n, D) float32 of PIL images or image paths (read with
+    :func:`sbd.data.images.read_image`, which raises on an unreadable one), via
+    ``embed_images``."""
     from PIL import Image
 
+    from sbd.data.images import read_image
     from sbd.features.extract import embed_images
 
-    pil = []
-    for im in images:
-        if isinstance(im, Image.Image):
-            pil.append(im.convert("RGB"))
-        else:
-            with Image.open(im) as f:
-                pil.append(f.convert("RGB"))
+    pil = [im.convert("RGB") if isinstance(im, Image.Image) else read_image(im)
+           for im in images]
     return np.asarray(embed_images(pil, backbone=backbone, batch_size=batch_size), dtype=np.float32)

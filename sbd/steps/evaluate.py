@@ -165,9 +165,15 @@ def evaluate_generation(table: pd.DataFrame, image_ids: list[str], stimulus_feat
     """
     from sbd.metrics.images import embed, generated_identification, judge_2afc
 
-    index = {i: k for k, i in enumerate(image_ids)}
+    # samples without a stimulus image (NaN features) are left out: they have nothing to
+    # compare a generated image with
+    ok = np.isfinite(np.asarray(stimulus_features, dtype=np.float64)).all(axis=1)
+    pos = np.cumsum(ok) - 1
+    stimulus_features = np.asarray(stimulus_features)[ok]
+    index = {i: int(pos[k]) for k, i in enumerate(image_ids) if ok[k]}
+    unimaged = {i for k, i in enumerate(image_ids) if not ok[k]}
     paths, owner = [], []
-    unknown = sorted(set(table["image_id"]) - set(index))
+    unknown = sorted(set(table["image_id"]) - set(index) - unimaged)
     if unknown:
         log.warning("generation rows for %d image ids not in the test split (e.g. %s) ignored",
                     len(unknown), unknown[:3])
@@ -186,7 +192,9 @@ def evaluate_generation(table: pd.DataFrame, image_ids: list[str], stimulus_feat
                "judge2afc_n": float(judge.n_trials), "judge2afc_n_images": float(len(paths))}
     for n in ns:
         metrics[f"gen_ident{n}_acc"] = generated_identification(gen, stimulus_features, owner, n)[0]
-    return {f"{prefix}{k}": float(v) for k, v in metrics.items()}, judge.per_sample
+    per_sample = np.full(len(ok), np.nan)
+    per_sample[ok] = judge.per_sample
+    return {f"{prefix}{k}": float(v) for k, v in metrics.items()}, per_sample
 
 
 # --------------------------------------------------------------------------- logging
@@ -254,7 +262,8 @@ def _paper_baseline(root: Path, subject: int, roi: str, backbone: str, test, tes
     from sbd.decoding.baseline import PaperPipeline
     from sbd.decoding.training_data import load_training_data
 
-    X, Y, _, _ = load_training_data(root, subject, roi, backbone)
+    # what train_decoder trained on (its floor was checked there)
+    X, Y, _, _ = load_training_data(root, subject, roi, backbone, min_train_fraction=0.0)
     paper = PaperPipeline().fit(X, Y, features_file(root, backbone, "bank"))
     pred = paper.predict_features(test.voxels)
     wnids, _ = paper.labeller_.predict_ranked(pred)
@@ -275,7 +284,8 @@ def _imagery_features(test_ids: list[str], test_wnids: list[str], test_feats: np
     """Mean test-stimulus features of each imagined category; None when one is missing."""
     by: dict[str, list[int]] = {}
     for i, w in enumerate(test_wnids):
-        by.setdefault(w, []).append(i)
+        if np.isfinite(test_feats[i]).all():  # a test image that is missing: not counted
+            by.setdefault(w, []).append(i)
     missing = sorted(set(wnids) - set(by))
     if missing:
         log.warning("imagery categories without a test stimulus (%s…): no imagery feature metrics",
@@ -323,8 +333,16 @@ def run(decoder: str = "", dataset: str = "phantom", data_dir: str = "", subject
             label_set = sorted(set(bank.wnids.tolist()))
         with FeatureBank(features_file(root, backbone, "test")) as test_bank:
             test = god.load(root, subject, roi, "test")
-            test_feats = test_bank.lookup(test.image_ids)
-        metrics: dict[str, float] = {}
+            have = test_bank.has(test.image_ids)
+            test_feats = np.full((len(have), test_bank.dim), np.nan, np.float32)
+            if have.any():
+                test_feats[have] = test_bank.lookup(np.asarray(test.image_ids)[have])
+        metrics: dict[str, float] = {"data/n_test_without_image": float((~have).sum())}
+        if not have.all():
+            log.warning("%d of %d test samples have no readable stimulus image (e.g. %s): "
+                        "decoded and scored on labels, left out of the image-based metrics "
+                        "(feature identification, generated-image metrics).",
+                        int((~have).sum()), len(have), np.asarray(test.image_ids)[~have][0])
 
         ev = _evaluate_split(model, test, test_feats, label_set, n_chance, seed, "test/")
         metrics.update(ev.metrics)

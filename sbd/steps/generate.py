@@ -37,6 +37,7 @@ import pandas as pd
 from PIL import Image
 from tqdm.auto import tqdm
 
+from sbd.data.images import SkippedImages, try_read_image
 from sbd.data.layout import resolve_data_dir
 from sbd.registry.common import decoder_champion_uri
 from sbd.tracking import step_run
@@ -109,13 +110,17 @@ def train_tiny(dataset: str, data_dir: str | Path, preset: str = "default",
                                     **figures})
 
 
-def _stimulus_image(path: Path | None) -> Image.Image | None:
+def _stimulus_image(path: Path | None, record: SkippedImages) -> Image.Image | None:
+    """The stimulus thumbnail, or None (missing, or unreadable: recorded)."""
     if path is None:
         return None
-    with Image.open(path) as im:
-        im = im.convert("RGB")
-        im.thumbnail((STIMULUS_SIZE, STIMULUS_SIZE))
-        return im
+    im, reason = try_read_image(path, draft=(STIMULUS_SIZE, STIMULUS_SIZE))
+    if im is None:
+        log.warning("Stimulus image %s is unreadable (%s): a grey tile.", path, reason)
+        record.add(path, reason, "generate")
+        return None
+    im.thumbnail((STIMULUS_SIZE, STIMULUS_SIZE))
+    return im
 
 
 def run(decoder: str = "", dataset: str = "phantom", data_dir: str = "", subject: int = 1,
@@ -188,6 +193,7 @@ def run(decoder: str = "", dataset: str = "phantom", data_dir: str = "", subject
             log.warning("%d test stimulus image(s) missing (e.g. %s): grey tiles.",
                         len(missing), missing[0])
         rows, grid_rows, blanked = [], [], []
+        record, n_no_stimulus = SkippedImages(data_root), 0
         t0 = time.perf_counter()
         n_images = 0
         for i in tqdm(range(n), desc="generate", unit="sample", disable=not progress):
@@ -205,7 +211,8 @@ def run(decoder: str = "", dataset: str = "phantom", data_dir: str = "", subject
                     if img.info.get("sbd.blanked") == "true":
                         blanked.append({"sample_id": sid, "path": path, "wnid": w,
                                         "seed": img.info.get("sbd.seed", "")})
-            stim = _stimulus_image(stim_paths[i])
+            stim = _stimulus_image(stim_paths[i], record)
+            n_no_stimulus += stim is None
             stim_path = f"stimuli/{sid}.png"
             if stim is not None:
                 mlflow.log_image(stim, artifact_file=stim_path)
@@ -231,5 +238,6 @@ def run(decoder: str = "", dataset: str = "phantom", data_dir: str = "", subject
             log.warning("The safety checker blanked %d of %d images (listed in blanked.csv).",
                         len(blanked), n_images)
         mlflow.log_metrics({"generate/n_images": n_images, "generate/n_blanked": len(blanked),
-                            "generate/seconds_per_image": seconds / max(1, n_images)})
+                            "generate/seconds_per_image": seconds / max(1, n_images),
+                            "generate/n_stimuli_missing": n_no_stimulus})
         return active.info.run_id

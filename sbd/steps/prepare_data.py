@@ -116,7 +116,12 @@ def _god(root: Path) -> None:
     mlflow.log_metrics({"data/n_subjects": len(subjects),
                         "data/n_problems": len(report.get("problems", [])),
                         "data/n_missing_images": sum(
-                            len(v) for v in (report.get("missing_images") or {}).values())})
+                            len(v) for v in (report.get("missing_images") or {}).values()),
+                        "data/n_unreadable_images": sum(
+                            len(v) for v in (report.get("unreadable_images") or {}).values()),
+                        **{f"data/n_{split}_trials_without_image": sum(
+                            s.get("samples_without_image", {}).get(split, 0)
+                            for s in subjects.values()) for split in ("train", "test")}})
     mlflow.set_tag("sbd.data.valid", str(bool(report.get("ok"))).lower())
     log.info("%s", text)
     if not report.get("ok"):

@@ -33,7 +33,8 @@ from sbd import tracking
 from sbd.data.layout import features_file, resolve_data_dir
 from sbd.decoding import decoder_tuning as dt
 from sbd.decoding.knn import BACKENDS
-from sbd.decoding.training_data import bank_file, load_training_data, training_stimulus_mask
+from sbd.decoding.training_data import (DEFAULT_MIN_TRAIN_FRACTION, bank_file,
+                                        load_training_data, training_stimulus_mask)
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +42,12 @@ log = logging.getLogger(__name__)
 def run(dataset: str = "phantom", data_dir: str = "", subject: int = 1, roi: str = "VC",
         backbone: str = "", n_trials: int = 60, objective: str = "wup_top5",
         validation: str = "pair", storage: str = "", study_name: str = "", seed: int = 0,
-        n_splits: int = 5, backend: str = "torch", max_bank_mb: float = 256.0) -> str:
-    """Tune, fit, log and register the decoder of one subject and ROI; returns the run id."""
+        n_splits: int = 5, backend: str = "torch", max_bank_mb: float = 256.0,
+        min_train_fraction: float = DEFAULT_MIN_TRAIN_FRACTION) -> str:
+    """Tune, fit, log and register the decoder of one subject and ROI; returns the run id.
+
+    Training samples whose stimulus image is missing or unreadable are left out (logged as
+    ``data/n_train_dropped``); fewer than ``min_train_fraction`` left is refused."""
     from sbd.features.backbones import resolve_backbone
     from sbd.features.bank import FeatureBank, check_same_backbone
     from sbd.registry import ridge_model
@@ -65,14 +70,16 @@ def run(dataset: str = "phantom", data_dir: str = "", subject: int = 1, roi: str
                   backbone=backbone, n_trials=int(n_trials), objective=objective,
                   validation=validation, storage=storage, study_name=study_name,
                   seed=int(seed), n_splits=int(n_splits), backend=backend,
-                  max_bank_mb=float(max_bank_mb))
+                  max_bank_mb=float(max_bank_mb), min_train_fraction=float(min_train_fraction))
     tags = {"sbd.dataset": dataset, "sbd.subject": str(int(subject)), "sbd.roi": roi,
             "sbd.backbone": backbone}
     bank_path = bank_file(root, backbone)
     with tracking.step_run("train_decoder", params, tags=tags) as active, \
             FeatureBank(bank_path) as bank:
         check_same_backbone(bank_path, features_file(root, backbone, "training"))
-        X, Y, wnids, _ = load_training_data(root, subject, roi, backbone)
+        data = load_training_data(root, subject, roi, backbone, min_train_fraction)
+        data.log_to_mlflow()
+        X, Y, wnids, _ = data
         exclude = training_stimulus_mask(root, subject, roi, bank)
         mlflow.log_params({"n_samples": X.shape[0], "n_voxels": X.shape[1],
                            "n_features": Y.shape[1], "n_categories": np.unique(wnids).size,

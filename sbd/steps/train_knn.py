@@ -184,7 +184,9 @@ def run(dataset: str = "phantom", data_dir: str = "", subject: int = 1, roi: str
     bank_path = bank_file(root, backbone)
     with tracking.step_run("train_knn", params, tags=tags) as active:
         check_same_backbone(bank_path, features_file(root, backbone, "training"))
-        X, Y, wnids, _ = load_training_data(root, subject, roi, backbone)
+        data = load_training_data(root, subject, roi, backbone)
+        data.log_to_mlflow()
+        X, Y, wnids, _ = data
         rparams, source = ridge_params(dataset, subject, roi)
         mlflow.set_tag("sbd.ridge_params_source", source)
         P = tuning.out_of_fold_predictions(X, Y, wnids, rparams, n_splits=n_splits)

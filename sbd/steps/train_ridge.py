@@ -48,7 +48,9 @@ def run(dataset: str = "phantom", data_dir: str = "", subject: int = 1, roi: str
             "sbd.backbone": backbone}
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     with tracking.step_run("train_ridge", params, tags=tags) as active:
-        X, Y, wnids, backbone = load_training_data(root, subject, roi, backbone)
+        data = load_training_data(root, subject, roi, backbone)
+        data.log_to_mlflow()
+        X, Y, wnids, backbone = data
         mlflow.log_params({"n_samples": X.shape[0], "n_voxels": X.shape[1],
                            "n_features": Y.shape[1], "n_categories": np.unique(wnids).size})
         result = tuning.tune(X, Y, wnids, n_trials=n_trials, objective=objective,
