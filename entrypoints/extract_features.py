@@ -18,6 +18,10 @@ parser.add_argument("--batch-size", type=as_int, default=32)
 parser.add_argument("--num-workers", type=as_int, default=2)
 parser.add_argument("--shard", default="0/1", help="i/n: this process's part of n")
 parser.add_argument("--dtype", default="float16", choices=["float16", "float32"])
+parser.add_argument("--exclude-threshold", type=float, default=0.99,
+                    help="bank images this close (cosine) to a stimulus are left out")
+parser.add_argument("--max-artifact-mb", type=float, default=256.0,
+                    help="feature files up to this size are logged as run artifacts")
 args = parser.parse_args()
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
 run_id = extract_features.run(**vars(args))

@@ -30,13 +30,14 @@ def main(argv=None) -> str:
     p.add_argument("--device", default="auto")
     p.add_argument("--tiny-preset", default="default",
                    help="preset to train the tiny model with when none is registered ('none': fail)")
+    p.add_argument("--limit", type=as_int, default=0, help="first n test samples only; 0: all")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     run_id = generate.run(decoder=a.decoder, dataset=a.dataset, data_dir=a.data_dir,
                           subject=a.subject, roi=a.roi, generator=a.generator,
                           model_id=a.model_id, steps=a.steps, guidance=a.guidance, top_k=a.top_k,
                           n_per_label=a.n_per_label, seed=a.seed, device=a.device,
-                          tiny_preset=a.tiny_preset)
+                          tiny_preset=a.tiny_preset, limit=a.limit)
     print(f"generate run {run_id}")
     return run_id
 

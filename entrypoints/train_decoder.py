@@ -33,6 +33,7 @@ parser.add_argument("--max-bank-mb", type=float, default=256.0,
                     help="larger banks are stored in the model by reference (path), not copied")
 parser.add_argument("--min-train-fraction", type=float, default=0.5,
                     help="refuse when fewer training samples have a readable stimulus image")
+parser.add_argument("--n-splits", type=as_int, default=5, help="category folds")
 args = parser.parse_args()
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
 run_id = train_decoder.run(**vars(args))

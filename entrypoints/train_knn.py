@@ -21,6 +21,7 @@ parser.add_argument("--seed", type=as_int, default=0)
 parser.add_argument("--backend", default="torch", choices=["torch", "faiss-flat", "faiss-ivfpq"])
 parser.add_argument("--max-bank-mb", type=float, default=256.0,
                     help="larger banks are stored in the model by reference (path), not copied")
+parser.add_argument("--n-splits", type=as_int, default=5, help="category folds")
 args = parser.parse_args()
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
 run_id = train_knn.run(**vars(args))

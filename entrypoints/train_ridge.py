@@ -22,6 +22,7 @@ parser.add_argument("--storage", default="",
                     help="Optuna RDB URL (sqlite:///study.db); empty: in memory")
 parser.add_argument("--study-name", default="", help="study to create or resume in --storage")
 parser.add_argument("--seed", type=as_int, default=0)
+parser.add_argument("--n-splits", type=as_int, default=5, help="category folds")
 args = parser.parse_args()
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
 run_id = train_ridge.run(**vars(args))
