@@ -160,7 +160,7 @@ def test_sd_errors(sd_folder, tmp_path, monkeypatch):
 def test_dit_class_index_and_nearest(dit_folder, caplog):
     gen = get_generator("dit", str(dit_folder), device="cpu", steps=2, guidance=2.0)
     assert gen.condition(TENCH) == 0 and gen.condition(GOLDFISH) == 1
-    with caplog.at_level("INFO", logger="sbd.generate.generators"):
+    with caplog.at_level("INFO", logger="sbd.generate.labels"):
         out = gen.generate([DOG, TENCH], seed=0)
     assert "nearest class" in caplog.text
     mapped, score = gen.labels.mapped[DOG]

@@ -22,7 +22,7 @@ NAMES = ["dog.n.01", "cat.n.01", "ostrich.n.02", "car.n.01", "banana.n.02", "mil
 
 @pytest.fixture(scope="module")
 def wn():
-    from sbd.metrics.wordnet import get_wordnet
+    from sbd.wordnet import get_wordnet
 
     return get_wordnet()
 

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from sbd.data import emoji, god, layout, phantom
-from sbd.metrics import wordnet as wnm
+from sbd import wordnet as wnm
 
 SMALL = phantom.PRESETS["small"]
 

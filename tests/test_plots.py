@@ -13,7 +13,7 @@ PNG = b"\x89PNG\r\n\x1a\n"
 
 @pytest.fixture(scope="module")
 def ids():
-    from sbd.metrics.wordnet import get_wordnet
+    from sbd.wordnet import get_wordnet
 
     wn = get_wordnet()
     return {n: "n%08d" % wn.synset(n).offset()
@@ -37,7 +37,7 @@ def test_wup_vs_chance(tmp_path):
 
 
 def test_lcs_chain(ids):
-    from sbd.metrics.wordnet import get_wordnet
+    from sbd.wordnet import get_wordnet
 
     wn = get_wordnet()
     chain, lcs = plots.lcs_chain(ids["dog.n.01"], ids["cat.n.01"])

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from sbd.metrics import wordnet as wnm
+from sbd import wordnet as wnm
 
 DOG, CAT, DOMESTIC_CAT, OSTRICH = "n02084071", "n02121620", "n02121808", "n01518878"
 

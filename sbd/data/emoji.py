@@ -270,7 +270,7 @@ def _name_candidates(uname: str) -> list[str]:
 def synset_of_codepoint(cp: int, wn=None):
     """The synset an emoji codepoint maps to (rules in the module docstring), or None."""
     if wn is None:
-        from sbd.metrics.wordnet import get_wordnet
+        from sbd.wordnet import get_wordnet
 
         wn = get_wordnet()
     if not any(lo <= cp <= hi for lo, hi in EMOJI_RANGES):
@@ -290,7 +290,7 @@ def synset_of_codepoint(cp: int, wn=None):
 
 @functools.lru_cache(maxsize=4)
 def _categories(color: str, outline: str | None) -> tuple[Category, ...]:
-    from sbd.metrics.wordnet import get_wordnet, wnid_of
+    from sbd.wordnet import get_wordnet, wnid_of
 
     wn = get_wordnet()
     color_cps = _cmap(color)

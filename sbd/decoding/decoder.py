@@ -34,7 +34,7 @@ def ranked_frame(wnids: np.ndarray, scores: np.ndarray,
         Ranked labels, rank 1 first.
     scores : float array (n, K)
     names : mapping or callable wnid → readable name, optional
-        Default: :func:`sbd.metrics.wordnet.name`.
+        Default: :func:`sbd.wordnet.name`.
 
     Returns
     -------
@@ -46,7 +46,7 @@ def ranked_frame(wnids: np.ndarray, scores: np.ndarray,
     if wnids.ndim != 2 or wnids.shape != scores.shape:
         raise ValueError(f"wnids {wnids.shape} and scores {scores.shape} must be equal 2-D shapes.")
     if names is None:
-        from sbd.metrics.wordnet import name as names
+        from sbd.wordnet import name as names
     lookup = names.get if isinstance(names, Mapping) else names
     k = wnids.shape[1]
     cols: dict[str, Any] = {}

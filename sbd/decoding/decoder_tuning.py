@@ -212,7 +212,7 @@ class DecoderSearch:
     validation : trials averaged per query: ``"pair"`` (2), ``"quad"`` (4), ``"category"``
         (all of a category) or ``"trial"`` (1)
     wup : (n_categories, C) Wu-Palmer similarity of each training category (sorted wnids)
-        to each bank class (sorted); default computed with :mod:`sbd.metrics.wordnet`
+        to each bank class (sorted); default computed with :mod:`sbd.wordnet`
     class_similarity : (C, C) the same between bank classes (rule ``semantic``); default
         computed on first use
     split_seed : None: GroupKFold's split; an int: another, shuffled category split
@@ -245,7 +245,7 @@ class DecoderSearch:
         self.y_mean = self.cache.Y.mean(axis=0)
         self.y_std = self.cache.Y.std(axis=0)
         if wup is None:
-            from sbd.metrics.wordnet import wup_matrix
+            from sbd.wordnet import wup_matrix
 
             wup = wup_matrix(list(self.categories), list(self.classes))
         self.wup = np.asarray(wup, dtype=np.float64)
@@ -309,7 +309,7 @@ class DecoderSearch:
     def class_similarity(self) -> np.ndarray:
         """(C, C) Wu-Palmer similarity of the bank classes (computed once)."""
         if self._class_similarity is None:
-            from sbd.metrics.wordnet import wup_matrix
+            from sbd.wordnet import wup_matrix
 
             self._class_similarity = wup_matrix(list(self.classes), list(self.classes))
         return self._class_similarity

@@ -815,7 +815,7 @@ class KNNLabeller(BaseEstimator):
         self.class_similarity_ = None
         if self.rule == "semantic":
             if class_similarity is None:
-                from sbd.metrics.wordnet import wup_matrix  # wordnet: the bottom layer
+                from sbd.wordnet import wup_matrix  # wordnet: the bottom layer
 
                 class_similarity = wup_matrix(list(self.classes_), list(self.classes_))
             class_similarity = np.asarray(class_similarity, dtype=np.float32)

@@ -26,38 +26,27 @@ in ``image.info`` (keys ``sbd.*``: wnid, seed, prompt or class, blanked by the s
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import re
 import warnings
 from abc import ABC, abstractmethod
-from functools import lru_cache
 from pathlib import Path
 from typing import Any, Sequence
 
 import torch
 from PIL import Image
 
+from sbd.generate.labels import (LabelIndex, ModelNotFoundError,  # noqa: F401 (public API)
+                                 image_seed, imagenet1k_wnids)
+
 log = logging.getLogger(__name__)
 
 WNID_RE = re.compile(r"^n\d{8}$")
-IMAGENET1K_FILE = Path(__file__).with_name("imagenet1k_wnids.txt")
-OUT_OF_SET = ("nearest", "error")
 DEVICES = ("auto", "cpu", "cuda")
 
 
-class ModelNotFoundError(FileNotFoundError):
-    """A model id that is neither a local folder nor in the Hugging Face cache / hub."""
-
-
 # ----------------------------------------------------------------------------- helpers
-
-def image_seed(seed: int, sample: int, wnid: str, n: int) -> int:
-    """The 63-bit seed of one image: a hash of ``(seed, sample, wnid, n)``."""
-    key = f"{int(seed)}:{int(sample)}:{wnid}:{int(n)}".encode()
-    return int.from_bytes(hashlib.sha256(key).digest()[:8], "little") & (2**63 - 1)
-
 
 def resolve_device(device: str | torch.device = "auto", heavy: bool = True) -> torch.device:
     """``auto`` → cuda when available, else cpu (with a warning when ``heavy``)."""
@@ -115,60 +104,6 @@ def load_pretrained(cls: Any, model_id: str, **kwargs: Any) -> Any:
             f"Cannot load {cls.__name__} {model_id!r}: not a local folder and not in the "
             f"Hugging Face cache, and {how}. Download it first (`hf download {model_id}`) "
             f"or pass a local folder as model_id. Cause: {err}") from err
-
-
-@lru_cache(maxsize=1)
-def imagenet1k_wnids() -> tuple[str, ...]:
-    """The 1000 ILSVRC-2012 wnids in class-index order (index 0 = n01440764)."""
-    wnids = tuple(IMAGENET1K_FILE.read_text().split())
-    if len(wnids) != 1000 or len(set(wnids)) != 1000:
-        raise ValueError(f"{IMAGENET1K_FILE} must list 1000 unique wnids, has {len(wnids)}.")
-    return wnids
-
-
-class LabelIndex:
-    """Map wnids onto the class indices of a class-conditional model.
-
-    Parameters
-    ----------
-    classes : sequence of str
-        The model's class wnids, in class-index order.
-    out_of_set : {"nearest", "error"}
-        A wnid outside ``classes``: map it to the class with the highest Wu-Palmer
-        similarity (ties: shortest WordNet path, then lowest index), or raise ValueError.
-    """
-
-    def __init__(self, classes: Sequence[str], out_of_set: str = "nearest"):
-        if out_of_set not in OUT_OF_SET:
-            raise ValueError(f"Unknown out_of_set={out_of_set!r}; valid: {', '.join(OUT_OF_SET)}.")
-        self.classes = list(classes)
-        self.out_of_set = out_of_set
-        self._index = {w: i for i, w in enumerate(self.classes)}
-        self.mapped: dict[str, tuple[str, float]] = {}
-
-    def __call__(self, wnid: str) -> int:
-        """The class index for ``wnid`` (ValueError for unknown wnids)."""
-        if wnid in self._index:
-            return self._index[wnid]
-        if wnid in self.mapped:
-            return self._index[self.mapped[wnid][0]]
-        from sbd.metrics import wordnet
-
-        query = wordnet.synset(wnid)  # ValueError naming an unknown wnid
-        if self.out_of_set == "error":
-            raise ValueError(f"wnid {wnid!r} ({wordnet.name(wnid)}) is not one of the model's "
-                             f"{len(self.classes)} classes (out_of_set='error').")
-        scores = list(wordnet.wup_matrix([wnid], self.classes)[0])
-        best = max(scores)
-        ties = [i for i, s in enumerate(scores) if s == best]
-        if len(ties) > 1:
-            dist = [query.shortest_path_distance(wordnet.synset(self.classes[i])) for i in ties]
-            ties = [i for _, i in sorted(zip([d if d is not None else 1e9 for d in dist], ties))]
-        target = self.classes[ties[0]]
-        self.mapped[wnid] = (target, best)
-        log.info("wnid %s (%s) is not a model class: using nearest class %s (%s), Wu-Palmer %.3f",
-                 wnid, wordnet.name(wnid), target, wordnet.name(target), best)
-        return ties[0]
 
 
 # ----------------------------------------------------------------------------- interface
@@ -334,7 +269,7 @@ class StableDiffusionGenerator(Generator):
         self.pipe = pipe
 
     def condition(self, wnid: str) -> str:
-        from sbd.metrics import wordnet
+        from sbd import wordnet
 
         return self.prompt.format(name=wordnet.name(wnid), wnid=wnid)
 

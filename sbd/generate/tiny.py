@@ -67,6 +67,7 @@ from tqdm.auto import tqdm
 
 from sbd.data import layout
 from sbd.data.images import SkippedImages, UnreadableImage, read_image, try_read_image
+from sbd.generate.labels import LabelIndex, ModelNotFoundError, image_seed
 
 log = logging.getLogger(__name__)
 
@@ -949,7 +950,7 @@ def sample_sheet(pipe: TinyPipeline, n_classes: int = 16, n_per_class: int = 4, 
     sheet = Image.new("RGB", (label_w + tile * n_per_class, tile * len(classes)), "white")
     draw = ImageDraw.Draw(sheet)
     try:
-        from sbd.metrics.wordnet import name
+        from sbd.wordnet import name
     except ImportError:  # pragma: no cover
         name = str  # type: ignore[assignment]
     for row, ci in enumerate(classes):
@@ -976,8 +977,6 @@ class TinyGeneratorModel(mlflow.pyfunc.PythonModel):
 
     def predict(self, context, model_input, params=None):
         import pandas as pd
-
-        from sbd.generate.generators import LabelIndex, image_seed
 
         if "wnid" not in model_input.columns:
             raise ValueError(f"Input needs a 'wnid' column; got {list(model_input.columns)}.")
@@ -1028,8 +1027,6 @@ def log_model(pipeline_dir: str | Path, dataset: str, score: float | None = None
 
 def load_pipeline(model_id: str | Path, device: str | torch.device = "cpu") -> TinyPipeline:
     """A tiny pipeline from a folder or an MLflow model URI (``models:/…``, ``runs:/…``)."""
-    from sbd.generate.generators import ModelNotFoundError
-
     text = str(model_id)
     if "://" in text or text.startswith(("models:/", "runs:/")):
         import mlflow

@@ -3,7 +3,7 @@
 Given, for ``n`` samples, the true wnid, the decoder's ranked wnids and (optionally) the
 predicted and true CNN features, this module computes:
 
-- Wu-Palmer similarity (WordNet 3.0, :func:`sbd.metrics.wordnet.wup`) of the top-1 label and
+- Wu-Palmer similarity (WordNet 3.0, :func:`sbd.wordnet.wup`) of the top-1 label and
   the best of the top-k labels;
 - its **chance level**: every sample gets a label drawn uniformly from the bank's label set;
   the mean top-1 Wu-Palmer of one such draw, averaged over ``n_draws`` seeded draws (mean and
@@ -19,7 +19,7 @@ predicted and true CNN features, this module computes:
   distractor sets;
 - the mean Pearson r between predicted and true feature vectors.
 
-Wu-Palmer pairs are cached for the life of the process by :mod:`sbd.metrics.wordnet`.
+Wu-Palmer pairs are cached for the life of the process by :mod:`sbd.wordnet`.
 Everything here is pure: arrays and lists in, numbers and a table out.
 """
 
@@ -37,13 +37,13 @@ IDENTIFICATION_NS = (2, 10, 50)
 
 # --------------------------------------------------------------------------- Wu-Palmer
 def wup_cached(a: str, b: str) -> float:
-    """Wu-Palmer similarity of ``(true, decoded)`` wnids: :func:`sbd.metrics.wordnet.wup`.
+    """Wu-Palmer similarity of ``(true, decoded)`` wnids: :func:`sbd.wordnet.wup`.
 
     That function equals NLTK's ``synset(a).wup_similarity(synset(b))`` and caches every
     pair. NLTK's definition is not quite symmetric (the subsumer is ``a`` itself when it ties
     with another lowest common hypernym), so the order here is always (true, decoded).
     """
-    from sbd.metrics.wordnet import wup
+    from sbd.wordnet import wup
 
     return float(wup(a, b))
 
@@ -55,7 +55,7 @@ def wup_matrix(rows: Sequence[str], cols: Sequence[str]) -> np.ndarray:
     -------
     ndarray of float64, shape (len(rows), len(cols))
     """
-    from sbd.metrics import wordnet
+    from sbd import wordnet
 
     return np.asarray(wordnet.wup_matrix(list(rows), list(cols)), dtype=np.float64)
 

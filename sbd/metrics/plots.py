@@ -116,7 +116,7 @@ def lcs_chain(true_wnid: str, decoded_wnid: str) -> tuple[list[str], str]:
     chain : wnids from the true label to the decoded label, through the hypernym
     lcs : the wnid of the lowest common hypernym
     """
-    from sbd.metrics.wordnet import synset, wnid_of
+    from sbd.wordnet import synset, wnid_of
 
     a, b = synset(true_wnid), synset(decoded_wnid)
     subsumers = a.lowest_common_hypernyms(b, use_min_depth=True)
@@ -144,7 +144,7 @@ def plot_wordnet_graph(pairs: Sequence[tuple[str, str]], max_pairs: int = 12,
     pairs : (true wnid, decoded wnid) pairs; the first ``max_pairs`` are drawn
     """
     from sbd.metrics.decoding import wup_cached
-    from sbd.metrics.wordnet import name
+    from sbd.wordnet import name
 
     pairs = list(pairs)[:max_pairs]
     height = max(2.0, 0.75 * len(pairs) + 1.0)

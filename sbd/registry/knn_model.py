@@ -63,7 +63,7 @@ def output_schema(top_k: int) -> Schema:
 
 def bank_names(wnids: Any) -> dict[str, str]:
     """wnid → readable name for every distinct wnid (WordNet; the wnid itself if unknown)."""
-    from sbd.metrics.wordnet import name
+    from sbd.wordnet import name
 
     out = {}
     for w in sorted(set(map(str, wnids))):

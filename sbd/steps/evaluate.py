@@ -86,7 +86,7 @@ def predict(model: Any, voxels: np.ndarray) -> tuple[list[list[str]], list[list[
 
 
 def _names(wnids) -> list[str]:
-    from sbd.metrics.wordnet import name
+    from sbd.wordnet import name
 
     out = []
     for w in wnids:

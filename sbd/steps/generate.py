@@ -13,7 +13,7 @@ the generator draws ``n_per_label`` images for each of the ``top_k`` first. Arti
         image_paths, stimulus_path   (lists ";"-joined; paths relative to the run's artifacts)
     blanked.csv                                      images the safety checker blanked (if any)
 
-``sample_id`` is ``<row:03d>_<image_id>``. Image seeds: :func:`sbd.generate.generators.image_seed`
+``sample_id`` is ``<row:03d>_<image_id>``. Image seeds: :func:`sbd.generate.labels.image_seed`
 of ``(seed, row, wnid, n)``. Metrics: ``generate/n_images``, ``generate/n_blanked``,
 ``generate/seconds_per_image``. Tags: ``sbd.decoder_uri``, ``sbd.dataset``, ``sbd.subject``,
 ``sbd.roi``, ``sbd.generator``, ``sbd.model_id``.
@@ -146,7 +146,7 @@ def run(decoder: str = "", dataset: str = "phantom", data_dir: str = "", subject
     from sbd.decoding.decoder import ranked_scores, ranked_wnids
     from sbd.generate import grids
     from sbd.generate.generators import GENERATORS, get_generator
-    from sbd.metrics import wordnet
+    from sbd import wordnet
 
     if generator not in GENERATORS:
         raise ValueError(f"Unknown generator={generator!r}; valid: {', '.join(GENERATORS)}.")
