@@ -37,6 +37,24 @@ def git_commit(path: str | Path | None = None) -> str | None:
     return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else None
 
 
+SOURCE_TAG = "sbd.source_sha"
+
+
+def source_hash(root: str | Path | None = None) -> str:
+    """A hash of the code that runs: every file of the ``sbd`` package (``root``, default
+    the package's folder) by relative path and content, caches excluded.  Unlike the git
+    commit it sees uncommitted edits, so a dirty tree gets its own cache key."""
+    import hashlib
+
+    root = Path(root) if root is not None else Path(sbd.__file__).resolve().parent
+    h = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.is_file()
+                       and "__pycache__" not in p.parts and p.suffix not in (".pyc", ".pyo")):
+        h.update(path.relative_to(root).as_posix().encode() + b"\0")
+        h.update(path.read_bytes() + b"\0")
+    return h.hexdigest()[:16]
+
+
 def _param_str(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -97,18 +115,19 @@ CACHE_KEY_TAG = "sbd.cache_key"
 
 
 def cache_key(entry_point: str, params: dict[str, Any], upstream: list[str] | tuple[str, ...] = (),
-              commit: str | None = None) -> str:
+              source: str | None = None) -> str:
     """A hash of what determines a step's result: entry point, params, code and inputs.
 
     ``upstream`` are the run ids the step reads from (so a rebuilt dataset invalidates
-    everything downstream of it); ``commit`` the git commit of the code.
+    everything downstream of it); ``source`` the code (:func:`source_hash`).
     """
     import hashlib
     import json
 
     payload = json.dumps({"entry_point": entry_point,
                           "params": {k: _param_str(v) for k, v in sorted(params.items())},
-                          "upstream": list(upstream), "commit": commit or ""}, sort_keys=True)
+                          "upstream": list(upstream), "source": source or ""},
+                         sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:32]
 
 
@@ -130,18 +149,22 @@ def get_or_run(entry_point: str, func, params: dict[str, Any], upstream: list[st
                force: bool = False, still_valid=None) -> tuple[str, bool]:
     """Run step ``func(**params)`` unless a finished run with the same cache key exists.
 
-    Returns ``(run_id, reused)``. The key covers entry point, params, git commit and the
-    upstream run ids (see :func:`cache_key`); it is set as tag ``sbd.cache_key`` on the
-    step's run once the step has finished, so a failed or killed step is never reused.
-    ``still_valid(run)``, when given, can refuse a cached run whose outputs have changed
-    since (e.g. a data folder rebuilt with other parameters by another run).
+    Returns ``(run_id, reused)``. The key covers entry point, params, the code's
+    :func:`source_hash` (committed or not) and the upstream run ids (see
+    :func:`cache_key`); it is set as tag ``sbd.cache_key`` on the step's run once the step
+    has finished, so a failed or killed step is never reused.  ``still_valid(run)``, when
+    given, refuses a cached run whose outputs are gone or changed since (a deleted
+    features folder, a data folder rebuilt with other parameters by another run).
     """
-    key = cache_key(entry_point, params, upstream, git_commit())
+    source = source_hash()
+    key = cache_key(entry_point, params, upstream, source)
     if not force:
         found = find_finished_run(key)
         if found is not None and (still_valid is None
                                   or still_valid(mlflow.MlflowClient().get_run(found))):
             return found, True
     run_id = func(**params)
-    mlflow.MlflowClient().set_tag(run_id, CACHE_KEY_TAG, key)
+    client = mlflow.MlflowClient()
+    client.set_tag(run_id, CACHE_KEY_TAG, key)
+    client.set_tag(run_id, SOURCE_TAG, source)
     return run_id, False

@@ -121,6 +121,19 @@ def test_main_on_a_partial_god_folder_finishes_and_reports_what_it_left_out(part
     assert ev["data/n_test_without_image"] == 1 and ev["test/feature_n"] == 9
     assert 0.0 <= ev["test/wup_top1"] <= 1.0 and np.isfinite(ev["test/ident2_acc"])
 
+    # the step cache: a second main reuses every step; with features/ deleted, the cached
+    # extract_features run no longer counts (its outputs are gone) and it runs again
+    kwargs = dict(dataset="god", data_dir=str(root), preset="small", subjects="1", rois="VC",
+                  backbone="efficientnet-lite0", generator="tiny", n_trials=4)
+    warm = mlflow.get_run(main.run(**kwargs)).data.metrics
+    assert warm["main/n_steps_run"] == 0
+    shutil.rmtree(root / "features")
+    again = main.run(**kwargs)
+    rerun = _children(again)
+    assert rerun["extract_features"].info.run_id != steps["extract_features"].info.run_id
+    assert layout.features_file(root, "efficientnet-lite0", "bank").is_file()
+    assert mlflow.get_run(again).data.metrics["main/n_steps_run"] >= 1
+
 
 def test_too_few_training_images_is_refused_naming_the_folder(partial_god, tmp_path):
     from sbd.decoding.training_data import load_training_data

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import mlflow
 import pytest
 
+import sbd
 from sbd import tracking
 
 
@@ -86,5 +90,28 @@ def test_a_failed_step_is_never_reused(mlflow_store):
     with mlflow.start_run():
         with pytest.raises(RuntimeError, match="boom"):
             tracking.get_or_run("toy", failing_step, {"x": 5})
-        key = tracking.cache_key("toy", {"x": 5}, (), tracking.git_commit())
+        key = tracking.cache_key("toy", {"x": 5}, (), tracking.source_hash())
         assert tracking.find_finished_run(key) is None
+
+
+def test_an_uncommitted_source_edit_changes_the_key_and_reruns(mlflow_store, tmp_path,
+                                                              monkeypatch):
+    """The key covers the code that runs, not the last commit: editing a file of (a copy
+    of) the package, without committing, makes a cached step run again."""
+    copy = tmp_path / "sbd"
+    shutil.copytree(Path(sbd.__file__).resolve().parent, copy,
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    hash_of = tracking.source_hash
+    before = hash_of(copy)
+    assert before == hash_of()  # the copy hashes like the package itself
+    monkeypatch.setattr(tracking, "source_hash", lambda root=None: hash_of(copy))
+    with mlflow.start_run():
+        first, _ = tracking.get_or_run("toy", toy_step, {"x": 11})
+        again, reused = tracking.get_or_run("toy", toy_step, {"x": 11})
+        assert reused and again == first
+        target = copy / "decoding" / "ridge.py"
+        target.write_text(target.read_text() + "\n# an uncommitted edit\n")
+        assert hash_of(copy) != before
+        edited, reused = tracking.get_or_run("toy", toy_step, {"x": 11})
+    assert not reused and edited != first
+    assert mlflow.get_run(edited).data.tags[tracking.SOURCE_TAG] == hash_of(copy)

@@ -19,7 +19,7 @@ import mlflow
 import pandas as pd
 
 from sbd import tracking
-from sbd.data.layout import resolve_data_dir
+from sbd.data.layout import features_file, resolve_data_dir
 from sbd.registry.common import decoder_champion_uri
 
 log = logging.getLogger(__name__)
@@ -76,7 +76,8 @@ def run(dataset: str = "phantom", data_dir: str = "", preset: str = "default",
 
         data_run = step("prepare_data", prepare_data.run, still_valid=_data_unchanged(dataset, root),
                         dataset=dataset, data_dir=root, preset=preset, snr=snr, seed=seed)
-        feat_run = step("extract_features", extract_features.run, [data_run], dataset=dataset,
+        feat_run = step("extract_features", extract_features.run, [data_run],
+                        still_valid=_features_exist(root, backbone), dataset=dataset,
                         data_dir=root, backbone=backbone, source="all")
         client = mlflow.MlflowClient()
         # the tiny generator trains once per dataset; a test-sized phantom gets a short training
@@ -106,6 +107,15 @@ def run(dataset: str = "phantom", data_dir: str = "", preset: str = "default",
         mlflow.log_metrics({"main/n_steps_reused": sum(reused.values()),
                             "main/n_steps_run": sum(not r for r in reused.values())})
         return parent.info.run_id
+
+
+def _features_exist(root: str, backbone: str):
+    """A cached ``extract_features`` run counts only while its feature files still exist."""
+    def check(run) -> bool:
+        return all(features_file(root, backbone, s).is_file()
+                   for s in ("training", "test", "bank"))
+
+    return check
 
 
 def _data_unchanged(dataset: str, root: str):
