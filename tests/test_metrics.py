@@ -314,3 +314,32 @@ def test_generated_identification():
     acc, per, _ = images.generated_identification(gen, stim, [1, 3], 2)
     # image 0 (own 1) beats stimuli 2 and 3 but not 0: 2/3
     np.testing.assert_allclose(per, [2 / 3, 1.0])
+
+
+def test_one_identification_for_tuning_and_evaluation():
+    """sbd.decoding.identification is the one definition: brute force over every distractor
+    set, ties counted as failures, with all-others or other-category distractors; the
+    tuning score and the evaluation metric are that function."""
+    import itertools
+
+    from sbd.decoding.identification import identification, other_category_mask
+    from sbd.decoding.tuning import identification_accuracy
+
+    rng = np.random.default_rng(3)
+    sim = np.round(rng.standard_normal((8, 8)), 1)  # rounded: ties happen
+    groups = np.array([0, 0, 1, 1, 2, 3, 4, 5])
+    for n in (2, 3, 4):
+        for mask in (None, other_category_mask(groups)):
+            got, beats_all, n_eff = identification(sim, n, distractors=mask)
+            want = []
+            for i in range(8):
+                others = [j for j in range(8) if j != i and (mask is None or mask[i, j])]
+                want.append(np.mean([all(sim[i, i] > sim[i, j] for j in c)
+                                     for c in itertools.combinations(others, n - 1)]))
+            np.testing.assert_allclose(got, want)
+            assert n_eff == n
+        np.testing.assert_allclose(decoding.identification_from_similarity(sim, n)[0],
+                                   identification(sim, n)[0])
+        acc, _ = identification_accuracy(sim, groups, n)
+        assert acc == pytest.approx(identification(sim, n, distractors=other_category_mask(
+            groups))[0].mean())

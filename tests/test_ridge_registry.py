@@ -126,9 +126,9 @@ def test_train_ridge_step_on_phantom(phantom_features):
                              roi="VC", n_trials=4, seed=0)
     run = mlflow.MlflowClient().get_run(run_id)
     m = run.data.metrics
-    for key in ("val/ident_acc", "val/ident_acc_paper", "val/r", "val/r_paper"):
+    for key in ("val/ident_othercat_acc", "val/ident_othercat_acc_paper", "val/r", "val/r_paper"):
         assert key in m
-    assert m["val/ident_acc"] >= m["val/ident_acc_paper"]
+    assert m["val/ident_othercat_acc"] >= m["val/ident_othercat_acc_paper"]
     uri = run.data.tags["sbd.ridge_uri"]
     assert uri.startswith("models:/sbd-phantom-s1-VC-ridge/")
     loaded = mlflow.pyfunc.load_model(uri)

@@ -4,10 +4,13 @@ Test categories are never seen in training, so validation folds split by categor
 (:func:`grouped_folds`: GroupKFold on wnid).  Every trial is scored on the same folds with
 
 - ``r``: mean over validation samples of the Pearson r between predicted and true features;
-- ``ident_acc``: n-way identification accuracy (default 2-way): how often a sample's
-  predicted features correlate more with its own true features than with those of
-  ``n_way - 1`` other validation samples of *other* categories (exact expectation over
-  all distractor sets, no sampling); ``ident_top1``: identified among all of them.
+- ``ident_othercat_acc``: n-way identification accuracy (default 2-way): how often a
+  sample's predicted features correlate more with its own true features than with those
+  of ``n_way - 1`` other validation samples of *other* categories (exact expectation over
+  all distractor sets, no sampling; the one definition,
+  :func:`sbd.decoding.identification.identification`, with other-category distractors —
+  hence the name, unlike an evaluation's ``test/ident{n}_acc`` among all test samples);
+  ``ident_othercat_top1``: identified among all of them.
 
 Search space (:func:`suggest_params`)
 
@@ -48,6 +51,7 @@ import numpy as np
 import optuna
 from sklearn.model_selection import GroupKFold
 
+from sbd.decoding.identification import identification, other_category_mask
 from sbd.decoding.ridge import (
     MultiRidge, RidgeDecomposition, SELECTIONS, adjust_predictions, center_scale, decompose,
     grouped_loo_errors, n_voxels_kept, select_voxels, shrinkage, voxel_scores,
@@ -65,8 +69,8 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-OBJECTIVES = {"ident": "ident_acc", "r": "r"}
-SCORE_KEYS = ("r", "ident_acc", "ident_top1")
+OBJECTIVES = {"ident": "ident_othercat_acc", "r": "r"}
+SCORE_KEYS = ("r", "ident_othercat_acc", "ident_othercat_top1")
 ALPHA_RANGE = (1e-2, 1e8)
 PER_TARGET_GRID = np.logspace(-2, 8, 21)
 PER_TARGET_WIDTH = 2.0
@@ -108,43 +112,33 @@ def _row_centre_normalise(A: np.ndarray) -> np.ndarray:
 
 def identification_accuracy(C: np.ndarray, groups: np.ndarray | None = None, n_way: int = 2
                             ) -> tuple[float, float]:
-    """Identification from a correlation matrix ``C`` (m × m; ``C[i, j]`` = r(pred i, true j)).
+    """Identification from a correlation matrix ``C`` (m × m; ``C[i, j]`` = r(pred i, true j)),
+    by :func:`sbd.decoding.identification.identification`.
 
-    Distractors of sample i: the other samples (of other categories when ``groups`` is given).
-    Returns ``(expected n-way accuracy, top-1 accuracy among all distractors)``.
+    Distractors of sample i: the other samples of *other categories* when ``groups`` is
+    given (``val/ident_othercat_*``), else every other sample.  Returns ``(expected n-way
+    accuracy, top-1 accuracy among all distractors)``.
     """
-    m = C.shape[0]
-    diag = np.diag(C)
-    if groups is None:
-        cand = ~np.eye(m, dtype=bool)
-    else:
-        g = np.asarray(groups)
-        cand = g[:, None] != g[None, :]
-    n_cand = cand.sum(axis=1)
-    beats = ((C > diag[:, None]) & cand).sum(axis=1)
-    k = int(n_way) - 1
-    if k < 1:
-        raise ValueError(f"n_way must be ≥ 2, got {n_way}.")
-    if n_cand.min() < k:
-        raise ValueError(f"{n_way}-way identification needs ≥ {k} distractors per sample; "
-                         f"some validation samples have only {int(n_cand.min())}.")
-    t = np.arange(k)
-    num = np.clip((n_cand - beats)[:, None] - t, 0, None).astype(np.float64)
-    acc = np.prod(num / (n_cand[:, None] - t), axis=1)
-    return float(acc.mean()), float((beats == 0).mean())
+    mask = None if groups is None else other_category_mask(groups)
+    per_row, beats_all, n_eff = identification(C, n_way, distractors=mask)
+    if n_eff < int(n_way):
+        raise ValueError(f"{n_way}-way identification needs ≥ {int(n_way) - 1} distractors "
+                         f"per sample; some validation samples have only {n_eff - 1}.")
+    return float(np.mean(per_row)), float(np.mean(beats_all))
 
 
 def score_predictions(P: np.ndarray, Y: np.ndarray, groups: np.ndarray | None = None,
                       n_way: int = 2) -> dict[str, float]:
     """Scores of predicted features ``P`` against true ``Y`` (both m × d).
 
-    Returns ``{"r", "ident_acc", "ident_top1"}`` (see the module docstring).
+    Returns ``{"r", "ident_othercat_acc", "ident_othercat_top1"}`` (see the module
+    docstring); ``groups`` None: every sample is its own category.
     """
     Pn, Yn = _row_centre_normalise(np.asarray(P, np.float64)), _row_centre_normalise(
         np.asarray(Y, np.float64))
     C = Pn @ Yn.T
     acc, top1 = identification_accuracy(C, groups, n_way)
-    return {"r": float(np.diag(C).mean()), "ident_acc": acc, "ident_top1": top1}
+    return {"r": float(np.diag(C).mean()), "ident_othercat_acc": acc, "ident_othercat_top1": top1}
 
 
 # ---------------------------------------------------------------------------------------
@@ -206,7 +200,8 @@ class FoldFactors:
         ynorm = np.where(F["ynorm"] == 0, 1.0, F["ynorm"])
         C = dots / pnorm[:, None] / ynorm[None, :]
         acc, top1 = identification_accuracy(C, groups, n_way)
-        return {"r": float(np.diag(C).mean()), "ident_acc": acc, "ident_top1": top1}
+        return {"r": float(np.diag(C).mean()), "ident_othercat_acc": acc,
+                "ident_othercat_top1": top1}
 
 
 class FoldCache:

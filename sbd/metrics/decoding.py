@@ -32,6 +32,8 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from sbd.decoding.identification import identification
+
 IDENTIFICATION_NS = (2, 10, 50)
 
 
@@ -285,40 +287,10 @@ def unit_correlation(pred: np.ndarray, true: np.ndarray) -> float:
 
 def identification_from_similarity(sim: np.ndarray, n: int,
                                    target: Sequence[int] | None = None) -> tuple[np.ndarray, int]:
-    """n-way identification from a similarity matrix, exact over all distractor sets.
-
-    Row ``i`` is correct for a distractor set when its similarity to its target column is
-    strictly higher than to each of the ``n - 1`` distractors (ties count as failures).
-    Averaged over all ``C(m, n-1)`` distractor sets drawn from the ``m`` other columns, this
-    is exactly ``C(b, n-1) / C(m, n-1)`` with ``b`` the number of other columns it beats.
-
-    Parameters
-    ----------
-    sim : (r, c) similarity of row items (predictions) to column items (candidates)
-    n : ways; capped at ``c`` (the number of candidates)
-    target : (r,) column index of each row's true item (default: ``i`` for row ``i``)
-
-    Returns
-    -------
-    per_row : (r,) float64 in [0, 1] (NaN when fewer than two candidates)
-    n_eff : the n actually used, ``min(n, c)``
-    """
-    sim = np.asarray(sim, dtype=np.float64)
-    if sim.ndim != 2:
-        raise ValueError(f"sim must be 2-D, got shape {sim.shape}.")
-    r, c = sim.shape
-    if n < 2:
-        raise ValueError(f"n-way identification needs n >= 2, got {n}.")
-    target = np.arange(r) if target is None else np.asarray(target, dtype=int)
-    if target.shape != (r,) or (r and (target.min() < 0 or target.max() >= c)):
-        raise ValueError(f"target must be {r} column indices in [0, {c}).")
-    n_eff = min(int(n), c)
-    if n_eff < 2:
-        return np.full(r, np.nan), n_eff
-    own = sim[np.arange(r), target]
-    beaten = (sim < own[:, None]).sum(axis=1)  # own column never counts (not < itself)
-    m = c - 1
-    per_row = np.array([comb(int(b), n_eff - 1) / comb(m, n_eff - 1) for b in beaten])
+    """n-way identification among every other column (``ident{n}``):
+    :func:`sbd.decoding.identification.identification` with all other columns as
+    distractors.  Returns ``(per_row (r,), n_eff)``."""
+    per_row, _, n_eff = identification(sim, n, target)
     return per_row, n_eff
 
 

@@ -1,12 +1,13 @@
 """The ``train_ridge`` step: tune the voxels → features ridge on category folds, refit the
 best on all training data, log it as a pyfunc and register it.
 
-Run contents: one nested run per Optuna trial (params, ``val/r``, ``val/ident_acc``,
-``val/ident_top1``); on this run the best params (``best_<name>``), the best trial's and
-the paper's fixed Ridge(alpha=1000)'s validation scores (``val/<score>``,
-``val/<score>_paper``, ``val/<score>_paper_adjusted``), artifacts ``tuning/`` (figures,
-trials table, best params) and the model ``ridge``; tags ``sbd.ridge_uri``
-(``models:/sbd-<dataset>-s<subject>-<roi>-ridge/<version>``) and ``sbd.ridge_champion``.
+Run contents: one nested run per Optuna trial (params, ``val/r``,
+``val/ident_othercat_acc``, ``val/ident_othercat_top1``); on this run the best params
+(``best_<name>``), the best trial's and the paper's fixed Ridge(alpha=1000)'s validation
+scores (``val/<score>``, ``val/<score>_paper``, ``val/<score>_paper_adjusted``), artifacts
+``tuning/`` (figures, trials table, best params) and the model ``ridge``; tags
+``sbd.ridge_uri`` (``models:/sbd-<dataset>-s<subject>-<roi>-ridge/<version>``) and
+``sbd.ridge_champion``.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from sbd.registry.common import model_name
 
 log = logging.getLogger(__name__)
 
-REGISTRY_METRIC = "ident_acc"
+REGISTRY_METRIC = "ident_othercat_acc"
 
 
 def run(dataset: str = "phantom", data_dir: str = "", subject: int = 1, roi: str = "VC",
