@@ -23,7 +23,7 @@ def test_generate_step_tiny_end_to_end(phantom_features, mlflow_store, register_
     from sbd.data import god
     from sbd.generate.generators import get_generator
     from sbd.steps import generate
-    from sbd.steps.evaluate import load_generation
+    from sbd.metrics.generation import load_generation
 
     decoder = register_decoder(phantom_features)
     run_id = generate.run(decoder=decoder, dataset="phantom", data_dir=str(phantom_features),

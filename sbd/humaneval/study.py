@@ -31,13 +31,14 @@ from tqdm import tqdm
 
 import sbd
 from sbd.data import layout
+from sbd.metrics.generation import GENERATION_CSV
 from sbd.humaneval.schedule import (FOILS, Trial, build_trials, check_relative_path,
                                     read_generation_table)
 from sbd.humaneval.store import AnswerStore, now
 
 log = logging.getLogger(__name__)
 
-GENERATION_CSV = "generation.csv"
+
 ROLES = ("stimulus", "target", "foil")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 import mlflow
@@ -78,3 +79,30 @@ def register_model_version(model_uri: str, name: str, score: float,
     if better:
         client.set_registered_model_alias(name, CHAMPION, mv.version)
     return client.get_model_version(name, mv.version), better
+
+
+_MODEL_URI = re.compile(r"models:/([^/@]+)(?:@([^/@]+)|/(\d+))")
+
+
+def resolve_model_version(uri: str, step: str = "") -> tuple[str, dict[str, str]]:
+    """``models:/<name>/<version>`` or ``models:/<name>@<alias>`` → the exact version URI
+    (``models:/<name>/<version>``) and the version's tags (plus ``name`` and ``version``).
+
+    Raises ValueError for another kind of URI, LookupError (naming ``step``, the step that
+    registers it) for a version or alias that does not exist.
+    """
+    m = _MODEL_URI.fullmatch(str(uri))
+    if not m:
+        raise ValueError(f"{step + ' model ' if step else ''}{uri!r} is not a registered model "
+                         "URI (models:/<name>/<version> or models:/<name>@<alias>).")
+    name, alias, version = m.groups()
+    hint = f": run the {step} step first" if step else ""
+    client = MlflowClient()
+    try:
+        mv = (client.get_model_version_by_alias(name, alias) if alias
+              else client.get_model_version(name, version))
+    except MlflowException as e:
+        what = f"alias {alias!r} of {name!r}" if alias else f"version {version} of {name!r}"
+        raise LookupError(f"No registered model version {uri!r} ({what}){hint}.") from e
+    return (f"models:/{mv.name}/{mv.version}",
+            {**dict(mv.tags), "name": mv.name, "version": str(mv.version)})

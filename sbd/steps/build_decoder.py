@@ -18,46 +18,11 @@ from __future__ import annotations
 import logging
 
 import mlflow
-from mlflow import MlflowClient
-from mlflow.exceptions import MlflowException
 
 from sbd import tracking
-from sbd.registry.common import CHAMPION, SCORE_TAG, model_name
+from sbd.registry.common import CHAMPION, SCORE_TAG, model_name, resolve_model_version
 
 log = logging.getLogger(__name__)
-
-
-def champion_uri(name: str, step: str) -> tuple[str, dict[str, str]]:
-    """``models:/<name>/<version>`` of the champion of ``name`` and its tags."""
-    try:
-        mv = MlflowClient().get_model_version_by_alias(name, CHAMPION)
-    except MlflowException as e:
-        raise LookupError(f"No '{CHAMPION}' version of registered model {name!r}: run the "
-                          f"{step} step first.") from e
-    return f"models:/{name}/{mv.version}", dict(mv.tags)
-
-
-def model_version(uri: str, step: str) -> tuple[str, dict[str, str]]:
-    """``models:/<name>/<version>`` (or ``@alias``) → the exact version URI and its tags."""
-    body = uri[len("models:/"):] if uri.startswith("models:/") else ""
-    name, sep, version = body.rpartition("/") if "/" in body else (body, "", "")
-    if "@" in body:
-        name, alias = body.split("@", 1)
-        try:
-            mv = MlflowClient().get_model_version_by_alias(name, alias)
-        except MlflowException as e:
-            raise LookupError(f"No version {uri!r} (alias {alias!r} of {name!r}): run the "
-                              f"{step} step first.") from e
-    elif name and sep and version.isdigit():
-        try:
-            mv = MlflowClient().get_model_version(name, version)
-        except MlflowException as e:
-            raise LookupError(f"No registered model version {uri!r}: run the {step} step "
-                              f"first.") from e
-    else:
-        raise ValueError(f"{step} model {uri!r} is not a registered model URI "
-                         f"(models:/<name>/<version> or models:/<name>@<alias>).")
-    return f"models:/{mv.name}/{mv.version}", dict(mv.tags)
 
 
 def run(dataset: str = "phantom", subject: int = 1, roi: str = "VC", backbone: str = "",
@@ -74,12 +39,12 @@ def run(dataset: str = "phantom", subject: int = 1, roi: str = "VC", backbone: s
     tags = {"sbd.dataset": dataset, "sbd.subject": str(int(subject)), "sbd.roi": roi,
             "sbd.backbone": backbone}
     with tracking.step_run("build_decoder", params, tags=tags) as active:
-        ridge_uri, ridge_tags = (model_version(ridge, "train_ridge") if ridge else
-                                 champion_uri(model_name("ridge", dataset, subject, roi),
-                                              "train_ridge"))
-        knn_uri, knn_tags = (model_version(knn, "train_knn") if knn else
-                             champion_uri(model_name("knn", dataset, backbone=backbone),
-                                          "train_knn"))
+        ridge_uri, ridge_tags = resolve_model_version(
+            ridge or f"models:/{model_name('ridge', dataset, subject, roi)}@{CHAMPION}",
+            "train_ridge")
+        knn_uri, knn_tags = resolve_model_version(
+            knn or f"models:/{model_name('knn', dataset, backbone=backbone)}@{CHAMPION}",
+            "train_knn")
         if ridge_tags.get("backbone", backbone) != backbone:
             raise ValueError(f"{ridge_uri} predicts {ridge_tags['backbone']!r} features, "
                              f"not {backbone!r}.")

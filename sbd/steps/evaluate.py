@@ -38,29 +38,12 @@ import numpy as np
 import pandas as pd
 
 from sbd.data.layout import features_file, resolve_data_dir
-from sbd.metrics.decoding import IDENTIFICATION_NS, DecodingEvaluation, evaluate_decoding
-from sbd.registry.common import decoder_champion_uri
+from sbd.metrics.decoding import DecodingEvaluation, evaluate_decoding
+from sbd.metrics.generation import evaluate_generation, load_generation
+from sbd.registry.common import decoder_champion_uri, resolve_model_version
 from sbd.tracking import step_run
 
 log = logging.getLogger(__name__)
-
-GENERATION_CSV = "generation.csv"
-GENERATION_COLUMNS = ("sample_id", "image_id", "image_paths")
-_RANK = re.compile(r"rank(\d+)_")
-
-
-
-def decoder_tags(uri: str) -> dict[str, str]:
-    """Tags of the registered model version behind ``uri`` (``models:/name@alias`` or
-    ``models:/name/version``; ``{}`` for other URIs), plus ``version``."""
-    m = re.fullmatch(r"models:/([^/@]+)(?:@([^/]+)|/(\d+))", uri)
-    if not m:
-        return {}
-    client = mlflow.MlflowClient()
-    name, alias, version = m.groups()
-    mv = (client.get_model_version_by_alias(name, alias) if alias
-          else client.get_model_version(name, version))
-    return {**mv.tags, "version": str(mv.version), "name": name}
 
 
 def _voxel_table(x: np.ndarray) -> pd.DataFrame:
@@ -113,88 +96,6 @@ def category_table(samples: pd.DataFrame) -> pd.DataFrame:
     table = g[numeric].mean().reset_index()
     table.insert(2, "n", g.size().to_numpy())
     return table.rename(columns={"top1_correct": "top1_acc", "top5_correct": "top5_acc"})
-
-
-# --------------------------------------------------------------------------- generation
-def load_generation(run_id: str, dst: str | Path) -> pd.DataFrame:
-    """The generation run's table, with ``local_paths`` (downloaded images) and ``ranks``.
-
-    Raises ValueError naming the run when ``generation.csv`` or its columns are missing.
-    """
-    from mlflow.exceptions import MlflowException
-
-    try:
-        csv = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=GENERATION_CSV,
-                                                  dst_path=str(dst))
-    except (MlflowException, OSError) as err:
-        raise ValueError(f"Generation run {run_id} has no {GENERATION_CSV} artifact: {err}") from err
-    table = pd.read_csv(csv, dtype=str, keep_default_na=False)
-    missing = [c for c in GENERATION_COLUMNS if c not in table.columns]
-    if missing:
-        raise ValueError(f"{GENERATION_CSV} of run {run_id} lacks columns {missing}; "
-                         f"has {list(table.columns)}.")
-    paths = sorted({p for ps in table["image_paths"] for p in ps.split(";") if p})
-    tops = sorted({p.split("/")[0] for p in paths})
-    for top in tops:  # usually just "generated/"
-        mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=top, dst_path=str(dst))
-    local, ranks = [], []
-    for ps in table["image_paths"]:
-        items = [p for p in ps.split(";") if p]
-        local.append([Path(dst) / p for p in items])
-        ranks.append([int(m.group(1)) if (m := _RANK.search(Path(p).name)) else i + 1
-                      for i, p in enumerate(items)])
-    table["local_paths"], table["ranks"] = local, ranks
-    return table
-
-
-def evaluate_generation(table: pd.DataFrame, image_ids: list[str], stimulus_features: np.ndarray,
-                        backbone: str, rank: int = 1, prefix: str = "test/",
-                        ns=IDENTIFICATION_NS) -> tuple[dict[str, float], np.ndarray]:
-    """2AFC judge and n-way identification of the rank-``rank`` generated images.
-
-    Parameters
-    ----------
-    table : from :func:`load_generation`
-    image_ids : (n,) the test samples, in the order of ``stimulus_features``
-    stimulus_features : (n, D)
-
-    Returns
-    -------
-    metrics : ``judge2afc_acc, judge2afc_p, judge2afc_n, gen_ident{n}_acc`` (prefixed)
-    per_sample : (n,) judge accuracy per sample (NaN without images)
-    """
-    from sbd.metrics.images import embed, generated_identification, judge_2afc
-
-    # samples without a stimulus image (NaN features) are left out: they have nothing to
-    # compare a generated image with
-    ok = np.isfinite(np.asarray(stimulus_features, dtype=np.float64)).all(axis=1)
-    pos = np.cumsum(ok) - 1
-    stimulus_features = np.asarray(stimulus_features)[ok]
-    index = {i: int(pos[k]) for k, i in enumerate(image_ids) if ok[k]}
-    unimaged = {i for k, i in enumerate(image_ids) if not ok[k]}
-    paths, owner = [], []
-    unknown = sorted(set(table["image_id"]) - set(index) - unimaged)
-    if unknown:
-        log.warning("generation rows for %d image ids not in the test split (e.g. %s) ignored",
-                    len(unknown), unknown[:3])
-    for image_id, local, ranks in zip(table["image_id"], table["local_paths"], table["ranks"]):
-        if image_id not in index:
-            continue
-        for p, r in zip(local, ranks):
-            if r == rank:
-                paths.append(p)
-                owner.append(index[image_id])
-    if not paths:
-        raise ValueError(f"No rank-{rank} generated image for any of the {len(image_ids)} test samples.")
-    gen = embed(paths, backbone=backbone)
-    judge = judge_2afc(gen, stimulus_features, owner)
-    metrics = {"judge2afc_acc": judge.accuracy, "judge2afc_p": judge.p_value,
-               "judge2afc_n": float(judge.n_trials), "judge2afc_n_images": float(len(paths))}
-    for n in ns:
-        metrics[f"gen_ident{n}_acc"] = generated_identification(gen, stimulus_features, owner, n)[0]
-    per_sample = np.full(len(ok), np.nan)
-    per_sample[ok] = judge.per_sample
-    return {f"{prefix}{k}": float(v) for k, v in metrics.items()}, per_sample
 
 
 # --------------------------------------------------------------------------- logging
@@ -324,7 +225,7 @@ def run(decoder: str = "", dataset: str = "phantom", data_dir: str = "", subject
     with step_run("evaluate", params, tags=tags) as active, \
             tempfile.TemporaryDirectory(prefix="sbd-evaluate-") as tmpdir:
         tmp = Path(tmpdir)
-        info = decoder_tags(uri)
+        info = resolve_model_version(uri)[1] if uri.startswith("models:/") else {}
         backbone = info.get("backbone") or resolve_backbone(dataset, "")
         mlflow.set_tags({"sbd.backbone": backbone,
                          **({"sbd.decoder_version": info["version"]} if "version" in info else {})})

@@ -33,21 +33,17 @@ from typing import Any
 
 import mlflow
 import numpy as np
-import optuna
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from sbd import tracking
 from sbd.data.layout import features_file, resolve_data_dir
 from sbd.decoding import knn
+from sbd.decoding.knn_tuning import OBJECTIVE, PAPER_RULE, TOP_K, ValidationSearch, tune
 from sbd.registry.common import CHAMPION, model_name, register_model_version
 
 log = logging.getLogger(__name__)
 
-K_MAX = 50
-TOP_K = 5
-PAPER_RULE = {"k": 5, "metric": "euclidean", "rule": "nearest", "temperature": 1.0}
-OBJECTIVE = "wup_top1"
 
 
 def ridge_params(dataset: str, subject: int, roi: str) -> tuple[dict[str, Any], str]:
@@ -65,101 +61,6 @@ def ridge_params(dataset: str, subject: int, roi: str) -> tuple[dict[str, Any], 
         return tuning.normalise_params({}), "paper"
     params = {k: v for k, v in mv.tags.items() if k in tuning.PAPER_PARAMS}
     return tuning.normalise_params(params), f"models:/{name}/{mv.version}"
-
-
-class ValidationSearch:
-    """Cached neighbours of the validation queries, per metric; scores any rule cheaply.
-
-    Parameters
-    ----------
-    queries : (n, D) predicted features; true_wnids : (n,) their categories
-    bank : FeatureBank or path; exclude : (N,) bool, bank rows left out
-    """
-
-    def __init__(self, queries: np.ndarray, true_wnids: np.ndarray, bank: Any,
-                 exclude: np.ndarray | None = None, k_max: int = K_MAX,
-                 block_size: int = knn.DEFAULT_BLOCK_SIZE) -> None:
-        self.queries = np.asarray(queries, dtype=np.float32)
-        self.true = [str(w) for w in true_wnids]
-        self.bank = knn.open_bank(bank)
-        self.classes, codes = knn.class_codes(self.bank.wnids)
-        self.k_max = min(int(k_max), len(self.bank))
-        self._cache: dict[str, tuple[knn.Neighbours, np.ndarray]] = {}
-        self.exclude = exclude
-        self.codes = codes
-        self.block_size = block_size
-
-    def _search(self, metric: str) -> tuple[knn.Neighbours, np.ndarray]:
-        if metric not in self._cache:
-            n_classes = len(self.classes)
-            nb = knn.exact_search(self.queries, self.bank, self.k_max, metric, self.block_size,
-                                  codes=self.codes, n_classes=n_classes, exclude=self.exclude)
-            codes = self.codes if self.exclude is None else np.where(self.exclude, n_classes,
-                                                                     self.codes)
-            cen = knn.class_centroids(self.bank, codes, n_classes + 1, metric,
-                                      self.block_size)[:n_classes]
-            self._cache[metric] = (nb, knn.centroid_distances(self.queries, cen, metric))
-        return self._cache[metric]
-
-    def ranked(self, k: int, metric: str, rule: str, temperature: float = 1.0,
-               top_k: int = TOP_K) -> np.ndarray:
-        """Ranked wnids (n, top_k) of the validation queries under one configuration."""
-        nb, cen = self._search(metric)
-        wnids, _ = knn.rank_labels(nb, self.classes, rule, min(int(k), self.k_max),
-                                   float(temperature), top_k, cen)
-        return wnids
-
-    def score(self, k: int, metric: str, rule: str, temperature: float = 1.0) -> dict[str, float]:
-        """``wup_top1``, ``wup_best_top5``, ``top1_acc``, ``top5_acc`` of one configuration."""
-        from sbd.metrics.decoding import topk_accuracy, wup_scores
-
-        ranked = [list(r) for r in self.ranked(k, metric, rule, temperature)]
-        top1, best, _ = wup_scores(self.true, ranked, TOP_K)
-        return {"wup_top1": float(top1.mean()), "wup_best_top5": float(best.mean()),
-                "top1_acc": topk_accuracy(self.true, ranked, 1),
-                "top5_acc": topk_accuracy(self.true, ranked, TOP_K)}
-
-
-def suggest(trial: optuna.Trial) -> dict[str, Any]:
-    """One configuration of the search space (module doc)."""
-    p = {"k": trial.suggest_int("k", 1, K_MAX, log=True),
-         "metric": trial.suggest_categorical("metric", list(knn.METRICS)),
-         # the semantic rule needs WordNet tables: train_decoder tunes it
-         "rule": trial.suggest_categorical("rule", [r for r in knn.RULES if r != "semantic"])}
-    p["temperature"] = (trial.suggest_float("temperature", 0.01, 10.0, log=True)
-                        if p["rule"] == "weighted" else 1.0)
-    return p
-
-
-def tune(search: ValidationSearch, n_trials: int, seed: int = 0, nested_runs: bool = True
-         ) -> tuple[dict[str, Any], dict[str, float], dict[str, float], list[dict]]:
-    """Optuna study over :func:`suggest`; the paper's rule is enqueued as trial 0.
-
-    Returns ``(best_params, best_scores, paper_scores, trials)``.
-    """
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(direction="maximize",
-                                sampler=optuna.samplers.TPESampler(seed=int(seed)))
-    study.enqueue_trial({k: v for k, v in PAPER_RULE.items() if k != "temperature"})
-    rows: list[dict] = []
-
-    def objective(trial: optuna.Trial) -> float:
-        p = suggest(trial)
-        s = search.score(**p)
-        rows.append({"trial": trial.number, **p, **s})
-        if nested_runs:
-            with mlflow.start_run(run_name=f"knn-trial-{trial.number}", nested=True):
-                mlflow.log_params(p)
-                mlflow.log_metrics({f"val/{m}": v for m, v in s.items()})
-        for m, v in s.items():
-            trial.set_user_attr(m, v)
-        return s[OBJECTIVE]
-
-    study.optimize(objective, n_trials=max(1, int(n_trials)))
-    best = dict(study.best_trial.params)
-    best.setdefault("temperature", 1.0)
-    paper = search.score(**PAPER_RULE)
-    return best, dict(study.best_trial.user_attrs), paper, rows
 
 
 def run(dataset: str = "phantom", data_dir: str = "", subject: int = 1, roi: str = "VC",
