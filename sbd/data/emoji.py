@@ -34,6 +34,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageFont
 
+from sbd.data.files import file_sha256
+
 __all__ = [
     "ALLOWED_LEXNAMES", "EMOJI_RANGES", "OVERRIDES", "Category", "Fonts", "COLOR_SIZE",
     "find_fonts", "categories", "is_physical", "synset_of_codepoint", "table_sha256",
@@ -194,16 +196,8 @@ class Fonts:
 
     def sha256(self) -> dict[str, str | None]:
         """Content hashes, so that a different font version rebuilds the phantom."""
-        return {"color": _file_sha256(self.color),
-                "outline": _file_sha256(self.outline) if self.outline else None}
-
-
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+        return {"color": file_sha256(self.color),
+                "outline": file_sha256(self.outline) if self.outline else None}
 
 
 def find_fonts(color: str | Path | None = None, outline: str | Path | None = None,

@@ -32,7 +32,7 @@ import numpy as np
 
 from sbd.data import layout
 from sbd.data.files import GOD_DOWNLOAD, open_hdf5
-from sbd.data.images import SkippedImages, try_read_image
+from sbd.data.images import IMAGE_EXTENSIONS, SkippedImages, try_read_image
 
 __all__ = [
     "GODSample",
@@ -56,7 +56,6 @@ SPLITS = layout.SPLITS  # ("train", "test", "imagery")
 DATATYPES = {"train": 1, "test": 2, "imagery": 3}
 STIMULUS_SET_OF_SPLIT = {"train": "training", "test": "test", "imagery": "test"}
 LABEL_KEYS = ("stimulus_id", "Label")
-IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png")
 FIGSHARE = "https://figshare.com/articles/dataset/Generic_Object_Decoding/7387130"
 IMAGES_HELP = (
     "The stimulus images are shared on request by the GOD authors "

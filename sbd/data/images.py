@@ -35,9 +35,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
-__all__ = ["UnreadableImage", "read_image", "try_read_image", "SkippedImages", "SKIPPED_FILE"]
+__all__ = ["UnreadableImage", "read_image", "try_read_image", "SkippedImages", "SKIPPED_FILE",
+           "IMAGE_EXTENSIONS", "is_image_file"]
 
 SKIPPED_FILE = "skipped_images.csv"
+# what counts as an image file in a stimulus folder or a bank (by name; the content decides
+# the format, so a PNG named .JPEG is read as a PNG)
+IMAGE_EXTENSIONS = frozenset({".jpeg", ".jpg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
 _FIELDS = ("path", "reason", "consumer")
 
 
@@ -48,6 +52,12 @@ class UnreadableImage(ValueError):
         super().__init__(f"{path}: {reason}")
         self.path = str(path)
         self.reason = reason
+
+
+def is_image_file(path: str | Path) -> bool:
+    """A visible file with an image extension (:data:`IMAGE_EXTENSIONS`, any case)."""
+    p = Path(path)
+    return p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".") and p.is_file()
 
 
 def _to_rgb(im: Image.Image) -> Image.Image:

@@ -58,6 +58,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from sbd.data import brain, emoji, layout
+from sbd.data.files import file_sha256
 from sbd.data.images import read_image
 
 __all__ = ["PRESETS", "DEFAULT_SNR", "ROIS", "PhantomConfig", "resolve_config", "build",
@@ -518,14 +519,6 @@ def _key(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
 
 
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _tree_record(root: Path, rel: str) -> dict[str, Any]:
     """Count, bytes and one hash over every file under ``root/rel`` (names and contents)."""
     base = root / rel
@@ -536,13 +529,13 @@ def _tree_record(root: Path, rel: str) -> dict[str, Any]:
             n += 1
             size += p.stat().st_size
             h.update(p.relative_to(base).as_posix().encode() + b"\0")
-            h.update(_file_sha256(p).encode())
+            h.update(file_sha256(p).encode())
     return {"files": n, "bytes": size, "sha256": h.hexdigest()}
 
 
 def _file_record(root: Path, rel: str) -> dict[str, Any]:
     p = root / rel
-    return {"files": 1, "bytes": p.stat().st_size, "sha256": _file_sha256(p)}
+    return {"files": 1, "bytes": p.stat().st_size, "sha256": file_sha256(p)}
 
 
 def read_manifest(data_dir: str | Path) -> dict[str, Any] | None:

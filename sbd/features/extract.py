@@ -32,7 +32,6 @@ import re
 import shutil
 import socket
 import time
-import warnings
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -44,13 +43,12 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from sbd.data import layout
-from sbd.data.images import SkippedImages, try_read_image
+from sbd.data.images import SkippedImages, is_image_file, try_read_image
 from sbd.features.backbones import Backbone, get_backbone, to_uint8
 from sbd.features.bank import FEATURE_DTYPES, BankWriter, FeatureBank
 
 log = logging.getLogger(__name__)
 
-IMAGE_EXTENSIONS = frozenset({".jpeg", ".jpg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
 SOURCES = {"all": ("training", "test", "bank"), "stimuli": ("training", "test"), "bank": ("bank",)}
 WNID_RE = re.compile(r"^n\d{8}$")
 IMAGE_ID_RE = re.compile(r"n\d{8}_\d+")
@@ -107,10 +105,6 @@ class Item:
     wnid: str
 
 
-def _is_image(p: Path) -> bool:
-    return p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")
-
-
 def _wnid_of_id(image_id: str) -> str:
     head = image_id.split("_", 1)[0]
     return head if WNID_RE.match(head) else ""
@@ -123,7 +117,7 @@ def list_stimuli(data_dir: str | Path, stimulus_set: str) -> list[Item]:
     if not folder.is_dir():
         raise FileNotFoundError(f"Stimulus folder not found: {folder} (expected the GOD layout; "
                                 "run prepare_data first).")
-    files = sorted((p for p in folder.iterdir() if _is_image(p)), key=lambda p: (p.stem, p.name))
+    files = sorted((p for p in folder.iterdir() if is_image_file(p)), key=lambda p: (p.stem, p.name))
     if not files:
         raise FileNotFoundError(f"No images in the stimulus folder {folder}.")
     return [Item(p.relative_to(data_dir).as_posix(), p.stem, _wnid_of_id(p.stem)) for p in files]
@@ -136,7 +130,7 @@ def stimulus_ids(data_dir: str | Path) -> set[str]:
     for s in layout.STIMULUS_SETS:
         folder = layout.images_dir(data_dir, s)
         if folder.is_dir():
-            ids.update(p.stem for p in folder.iterdir() if _is_image(p))
+            ids.update(p.stem for p in folder.iterdir() if is_image_file(p))
         csv = layout.image_list_csv(data_dir, s)
         if csv.is_file():
             ids.update(IMAGE_ID_RE.findall(csv.read_text(errors="replace")))
@@ -153,7 +147,7 @@ def list_bank(data_dir: str | Path, exclude_ids: set[str] | None = None) -> tupl
     exclude_ids = exclude_ids or set()
     kept, excluded = [], []
     for d in sorted(p for p in root.iterdir() if p.is_dir()):
-        for f in sorted((p for p in d.iterdir() if _is_image(p)), key=lambda p: p.name):
+        for f in sorted((p for p in d.iterdir() if is_image_file(p)), key=lambda p: p.name):
             item = Item(f.relative_to(data_dir).as_posix(), f.stem, d.name)
             (excluded if f.stem in exclude_ids else kept).append(item)
     if not kept and not excluded:

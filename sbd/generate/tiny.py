@@ -66,7 +66,8 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from sbd.data import layout
-from sbd.data.images import SkippedImages, UnreadableImage, read_image, try_read_image
+from sbd.data.images import (SkippedImages, UnreadableImage, is_image_file, read_image,
+                             try_read_image)
 from sbd.generate.labels import LabelIndex, ModelNotFoundError, image_seed
 
 log = logging.getLogger(__name__)
@@ -233,7 +234,7 @@ def bank_signature(data_dir: str | Path) -> str:
 
 
 def _images_in(d: Path) -> list[Path]:
-    return sorted(p for p in d.iterdir() if p.suffix.lower() in (".jpeg", ".jpg", ".png"))
+    return sorted(p for p in d.iterdir() if is_image_file(p))
 
 
 def object_box(img: np.ndarray, min_fraction: float = 0.02) -> tuple[int, int, int, int]:
