@@ -113,6 +113,8 @@ def test_main_on_a_partial_god_folder_finishes_and_reports_what_it_left_out(part
     bank_key = partial_god["cut_bank"].relative_to(root).as_posix()
     assert skipped[bank_key]["consumer"] == "extract_features"
     assert "truncated" in skipped[bank_key]["reason"]
+    feats = steps["extract_features"].data.metrics  # counted in the run's metrics
+    assert feats["bank/n_failed"] == 1 and feats["training/n_failed"] == 1
     with FeatureBank(layout.features_file(root, "efficientnet-lite0", "bank")) as bank:
         assert partial_god["cut_bank"].stem not in set(bank.image_ids)
     assert steps["generate"].data.metrics["generate/n_stimuli_missing"] == 1
