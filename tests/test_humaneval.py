@@ -505,7 +505,7 @@ def test_browser_keyboard_resume_and_report(gen_run, study, browser, tmp_path):
     from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support.ui import WebDriverWait
 
-    wait = WebDriverWait(browser, 10, poll_frequency=0.05)
+    wait = WebDriverWait(browser, 30, poll_frequency=0.05)  # a loaded 2-core CI machine
 
     def ready(answered: int) -> None:
         wait.until(lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-state") == "ready"
