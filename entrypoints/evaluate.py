@@ -14,24 +14,17 @@ from _cli import as_int
 from sbd.steps import evaluate
 
 
-def main(argv=None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--decoder", default="",
-                   help="model URI; default models:/sbd-<dataset>-s<subject>-<roi>-decoder@champion")
-    p.add_argument("--dataset", default="phantom", choices=("phantom", "god"))
-    p.add_argument("--data-dir", default="")
-    p.add_argument("--subject", type=as_int, default=1)
-    p.add_argument("--roi", default="VC")
-    p.add_argument("--generate-run", default="", help="run id of a generate run (optional)")
-    p.add_argument("--n-chance", type=as_int, default=1000)
-    p.add_argument("--seed", type=as_int, default=0)
-    a = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    run_id = evaluate.run(decoder=a.decoder, dataset=a.dataset, data_dir=a.data_dir,
-                          subject=a.subject, roi=a.roi, generate_run=a.generate_run,
-                          n_chance=a.n_chance, seed=a.seed)
-    print(f"evaluate run {run_id}")
-
-
-if __name__ == "__main__":
-    main()
+parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+parser.add_argument("--decoder", default="",
+                    help="model URI; default models:/sbd-<dataset>-s<subject>-<roi>-decoder@champion")
+parser.add_argument("--dataset", default="phantom", choices=("phantom", "god"))
+parser.add_argument("--data-dir", default="")
+parser.add_argument("--subject", type=as_int, default=1)
+parser.add_argument("--roi", default="VC")
+parser.add_argument("--generate-run", default="", help="run id of a generate run (optional)")
+parser.add_argument("--n-chance", type=as_int, default=1000)
+parser.add_argument("--seed", type=as_int, default=0)
+args = parser.parse_args()
+logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+run_id = evaluate.run(**vars(args))
+print(f"evaluate run: {run_id}")

@@ -61,3 +61,25 @@ def test_mlproject_script_and_run_agree(entry):
             continue
         assert _coerce(p.get("default"), want) == want, \
             f"{entry}: default of {name}: MLproject {p.get('default')!r}, run() {want!r}"
+
+
+def test_one_parser_per_type_for_library_and_scripts():
+    """Tags, MLproject params and CLI options are read by sbd.params (the scripts wrap it
+    in argparse's error type)."""
+    import argparse
+
+    from sbd.params import as_bool, as_int
+
+    sys.path.insert(0, str(ROOT / "entrypoints"))
+    try:
+        import _cli
+    finally:
+        sys.path.remove(str(ROOT / "entrypoints"))
+    for text, want in (("true", True), ("False", False), ("1", True), ("", False),
+                       (True, True), ("on", True), ("no", False)):
+        assert as_bool(text) is want and _cli.as_bool(str(text)) is want
+    assert as_int("30.0") == 30 == _cli.as_int("30")
+    with pytest.raises(ValueError, match="expected true or false, got 'maybe'"):
+        as_bool("maybe")
+    with pytest.raises(argparse.ArgumentTypeError, match="whole number, got '2.5'"):
+        _cli.as_int("2.5")

@@ -69,8 +69,9 @@ import optuna
 
 from sbd.decoding import knn
 from sbd.decoding.ridge import MultiRidge, adjust_predictions, n_voxels_kept
-from sbd.decoding.tuning import (FoldCache, SELECTIONS, _as_bool, fit_model,
+from sbd.decoding.tuning import (FoldCache, SELECTIONS, fit_model,
                                  out_of_fold_predictions, trial_run)
+from sbd.params import as_bool
 
 __all__ = ["VALIDATIONS", "OBJECTIVES", "FEATURE_NORMS", "RULES", "PAPER_LIKE", "CENTRED_NN",
            "SEMANTIC", "QUEUED", "query_chunks", "DecoderSearch", "suggest",
@@ -116,7 +117,7 @@ def normalise_decoder_params(params: dict[str, Any]) -> dict[str, Any]:
                          f"{', '.join(PAPER_LIKE)}.")
     p = {**PAPER_LIKE, **params}
     out = {"alpha": float(p["alpha"]), "voxel_frac": round(float(p["voxel_frac"]), 6),
-           "selection": str(p["selection"]), "standardize": _as_bool(p["standardize"]),
+           "selection": str(p["selection"]), "standardize": as_bool(p["standardize"]),
            "feature_norm": str(p["feature_norm"]), "normalize": str(p["normalize"]),
            "metric": str(p["metric"]), "rule": str(p["rule"]), "k": int(float(p["k"])),
            "temperature": float(p["temperature"]), "members": int(float(p["members"]))}

@@ -56,6 +56,7 @@ from sbd.decoding.ridge import (
     MultiRidge, RidgeDecomposition, SELECTIONS, adjust_predictions, center_scale, decompose,
     grouped_loo_errors, n_voxels_kept, select_voxels, shrinkage, voxel_scores,
 )
+from sbd.params import as_bool
 
 __all__ = [
     "OBJECTIVES", "ALPHA_RANGE", "PER_TARGET_GRID", "PAPER_PARAMS", "PAPER_ADJUSTED_PARAMS",
@@ -303,17 +304,6 @@ class FoldCache:
 # parameters
 # ---------------------------------------------------------------------------------------
 
-def _as_bool(value: Any) -> bool:
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    text = str(value).strip().lower()
-    if text in ("true", "1", "yes"):
-        return True
-    if text in ("false", "0", "no", ""):
-        return False
-    raise ValueError(f"Expected a boolean, got {value!r}.")
-
-
 def normalise_params(params: dict[str, Any]) -> dict[str, Any]:
     """Tuning parameters with types fixed and defaults filled (strings from tags accepted).
 
@@ -326,8 +316,8 @@ def normalise_params(params: dict[str, Any]) -> dict[str, Any]:
     p = {**PAPER_PARAMS, **params}
     out = {"alpha": float(p["alpha"]), "alpha_mode": str(p["alpha_mode"]),
            "voxel_frac": round(float(p["voxel_frac"]), 6), "selection": str(p["selection"]),
-           "standardize": _as_bool(p["standardize"]),
-           "test_time_adjust": _as_bool(p["test_time_adjust"])}
+           "standardize": as_bool(p["standardize"]),
+           "test_time_adjust": as_bool(p["test_time_adjust"])}
     if not (math.isfinite(out["alpha"]) and out["alpha"] > 0):
         raise ValueError(f"alpha must be positive, got {p['alpha']!r}.")
     if out["alpha_mode"] not in ALPHA_MODES:
