@@ -257,3 +257,33 @@ def serve(tmp_path):
     yield start
     for server in started:
         server.stop()
+
+
+def _pickled_files(model_uri: str, dst: Path) -> list[str]:
+    """Files of a logged model that are pickles: ``.pkl``, a pickle header (protocol 2+),
+    or a zip (torch.save) holding one."""
+    import zipfile
+
+    import mlflow
+
+    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=str(dst)))
+    found = []
+    for p in sorted(local.rglob("*")):
+        if not p.is_file():
+            continue
+        with open(p, "rb") as f:
+            head = f.read(2)
+        if p.suffix in (".pkl", ".pickle") or (len(head) == 2 and head[0] == 0x80
+                                                and head[1] in (2, 3, 4, 5)):
+            found.append(str(p.relative_to(local)))
+        elif zipfile.is_zipfile(p):
+            with zipfile.ZipFile(p) as z:
+                if any(n.endswith((".pkl", "/data.pkl")) for n in z.namelist()):
+                    found.append(str(p.relative_to(local)))
+    return found
+
+
+@pytest.fixture
+def pickled_files(tmp_path):
+    """``pickled_files(model_uri)``: the pickled files in a logged model's folder."""
+    return lambda uri: _pickled_files(uri, tmp_path / f"model-{abs(hash(uri))}")

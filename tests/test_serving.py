@@ -3,6 +3,7 @@ paths (log, register, build_decoder), served by the real ``mlflow models serve``
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 import sys
@@ -217,3 +218,30 @@ def test_served_decoder_fuzzed_with_malformed_payloads(tiny_decoder, serve):
     print("fuzz:", {**counts, "server_alive": alive, "valid_after": status})
     assert counts["tried"] >= 200 and counts["4xx"] == counts["tried"], failures
     assert alive and status == 200
+
+
+def test_models_hold_no_pickle_and_load_in_a_fresh_process(tiny_decoder, pickled_files,
+                                                           tmp_path):
+    """Every registered model is code + arrays (models-from-code, .npz/.npy/json): no pickled
+    instance anywhere in its folder; and it loads and predicts in a new process started
+    outside the checkout."""
+    import subprocess
+
+    uri, X = tiny_decoder
+    names = [model_name("ridge", "phantom", 1, "VC"),
+             model_name("knn", "phantom", backbone=BACKBONE),
+             model_name("decoder", "phantom", 1, "VC")]
+    for name in names:
+        assert pickled_files(f"models:/{name}/1") == [], name
+    np.save(tmp_path / "x.npy", X)
+    code = ("import sys, mlflow, numpy as np, pandas as pd\n"
+            "X = np.load(sys.argv[2])\n"
+            "df = pd.DataFrame(X, columns=[f'v{i}' for i in range(X.shape[1])])\n"
+            "print(mlflow.pyfunc.load_model(sys.argv[1]).predict(df).to_json())\n")
+    out = subprocess.run([sys.executable, "-c", code, uri, str(tmp_path / "x.npy")],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    want = mlflow.pyfunc.load_model(uri).predict(
+        pd.DataFrame(X, columns=[f"v{i}" for i in range(N_VOXELS)]))
+    got = pd.read_json(io.StringIO(out.stdout.strip().splitlines()[-1]))
+    assert got["wnid_1"].tolist() == want["wnid_1"].tolist()

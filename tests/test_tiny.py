@@ -107,7 +107,7 @@ def test_resume_continues_exactly(bank, tmp_path):
         tiny.train(bank, tmp_path / "b", "small", lr=0.5, progress=False)
 
 
-def test_mlflow_model_round_trip(trained, mlflow_store):
+def test_mlflow_model_round_trip(trained, mlflow_store, pickled_files):
     import mlflow
     import pandas as pd
 
@@ -115,6 +115,7 @@ def test_mlflow_model_round_trip(trained, mlflow_store):
     with mlflow.start_run():
         uri = tiny.log_model(folder, "unit", score=0.5)
     assert uri == "models:/sbd-unit-tiny-generator/1"
+    assert pickled_files(uri) == []  # models-from-code + safetensors + json
     by_alias = get_generator("tiny", "models:/sbd-unit-tiny-generator@champion", device="cpu")
     by_folder = get_generator("tiny", str(folder), device="cpu")
     x = by_alias.generate([WNIDS[2]], seed=1)[0][0]

@@ -746,7 +746,7 @@ def train(data_dir: str | Path, out_dir: str | Path, preset: str | TinyConfig = 
 
     ckpt_path = out / CHECKPOINT_NAME
     if resume and ckpt_path.exists():
-        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)  # tensors and plain data only
         fixed = {k: v for k, v in cfg.to_dict().items() if k not in TinyConfig.RESUMABLE}
         saved = {k: v for k, v in ckpt["config"].items() if k not in TinyConfig.RESUMABLE}
         if fixed != saved or ckpt["class_wnids"] != wnids:
@@ -1008,16 +1008,25 @@ def log_model(pipeline_dir: str | Path, dataset: str, score: float | None = None
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, Schema
 
-    from sbd.registry.common import register_model_version
+    import tempfile
+
+    import diffusers
+    import pandas
+
+    from sbd.registry.common import model_code, register_model_version
 
     signature = ModelSignature(
         inputs=Schema([ColSpec("string", "wnid")] + [ColSpec("long", c, required=False)
                                                       for c in ("seed", "sample", "n")]),
         outputs=Schema([ColSpec("string", c) for c in ("wnid", "class_wnid", "png")]))
-    info = mlflow.pyfunc.log_model(
-        name=PYFUNC_NAME, python_model=TinyGeneratorModel(),
-        artifacts={"pipeline": str(pipeline_dir)}, signature=signature,
-        pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", "diffusers", "pandas"])
+    with tempfile.TemporaryDirectory() as tmp:
+        info = mlflow.pyfunc.log_model(
+            name=PYFUNC_NAME,
+            python_model=model_code(tmp, "sbd.generate.tiny", "TinyGeneratorModel"),
+            artifacts={"pipeline": str(pipeline_dir)}, signature=signature,
+            pip_requirements=[f"torch=={torch.__version__.split('+')[0]}",
+                              f"diffusers=={diffusers.__version__}",
+                              f"pandas=={pandas.__version__}"])
     if not register:
         return info.model_uri
     name = MODEL_NAME.format(dataset=dataset)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+from pathlib import Path
 from typing import Any
 
 import mlflow
@@ -106,3 +107,15 @@ def resolve_model_version(uri: str, step: str = "") -> tuple[str, dict[str, str]
         raise LookupError(f"No registered model version {uri!r} ({what}){hint}.") from e
     return (f"models:/{mv.name}/{mv.version}",
             {**dict(mv.tags), "name": mv.name, "version": str(mv.version)})
+
+
+def model_code(folder: str | Path, module: str, cls: str) -> str:
+    """A models-from-code entry script, ``<folder>/<cls>_pyfunc.py``, that builds
+    ``module.cls()``: MLflow stores this script with the model, never a pickled instance
+    (loading a pickle runs whatever code it names)."""
+    path = Path(folder) / f"{cls.lower()}_pyfunc.py"
+    path.write_text(f'"""MLflow models-from-code entry of {module}.{cls}."""\n'
+                    "from mlflow.models import set_model\n\n"
+                    f"from {module} import {cls}\n\n"
+                    f"set_model({cls}())\n")
+    return str(path)

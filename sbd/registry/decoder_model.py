@@ -27,7 +27,7 @@ import pandas as pd
 
 from sbd.decoding.decoder import ranked_frame
 from sbd.registry import ridge_model
-from sbd.registry.common import model_name, register_model_version
+from sbd.registry.common import model_code, model_name, register_model_version
 from sbd.registry.knn_model import output_schema, pip_requirements
 from sbd.registry.signatures import checked_signature, input_schema, voxel_schema
 
@@ -90,7 +90,7 @@ def log_decoder_model(ridge_uri: str, knn_uri: str, name: str = "decoder",
     with tempfile.TemporaryDirectory() as tmp:
         code = ridge_model.copy_package(Path(tmp) / "code")
         return mlflow.pyfunc.log_model(
-            name=name, python_model=DecoderModel(),
+            name=name, python_model=model_code(tmp, "sbd.registry.decoder_model", "DecoderModel"),
             artifacts={"ridge": ridge_uri, "knn": knn_uri}, code_paths=[str(code)],
             signature=signature, input_example=input_example,
             pip_requirements=pip_requirements(),

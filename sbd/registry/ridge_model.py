@@ -24,7 +24,7 @@ import pandas as pd
 
 import sbd
 from sbd.decoding.ridge import MultiRidge
-from sbd.registry.common import model_name, register_model_version
+from sbd.registry.common import model_code, model_name, register_model_version
 from sbd.registry.signatures import column_names, table_signature, to_table, validate_table
 
 __all__ = ["WEIGHTS", "RidgePyfunc", "save_weights", "load_weights", "pip_requirements", "copy_package",
@@ -32,12 +32,6 @@ __all__ = ["WEIGHTS", "RidgePyfunc", "save_weights", "load_weights", "pip_requir
 
 WEIGHTS = "weights"
 WEIGHTS_FILE = "ridge_weights.npz"
-MODEL_CODE = (
-    '"""MLflow models-from-code entry of the sbd ridge model (see sbd.registry.ridge_model)."""\n'
-    "from mlflow.models import set_model\n\n"
-    "from sbd.registry.ridge_model import RidgePyfunc\n\n"
-    "set_model(RidgePyfunc())\n"
-)
 
 
 def save_weights(model: MultiRidge, path: str | Path) -> Path:
@@ -128,10 +122,9 @@ def log_ridge_model(model: MultiRidge, name: str = "ridge", input_example: Any =
     with tempfile.TemporaryDirectory() as tmp:
         weights = save_weights(model, Path(tmp) / WEIGHTS_FILE)
         code = copy_package(Path(tmp) / "code")
-        script = Path(tmp) / "ridge_pyfunc.py"
-        script.write_text(MODEL_CODE)
+        script = model_code(tmp, "sbd.registry.ridge_model", "RidgePyfunc")
         return mlflow.pyfunc.log_model(
-            name=name, python_model=str(script), artifacts={WEIGHTS: str(weights)},
+            name=name, python_model=script, artifacts={WEIGHTS: str(weights)},
             code_paths=[str(code)], signature=signature,
             input_example=example, pip_requirements=pip_requirements(), metadata=meta)
 
