@@ -10,7 +10,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 ENTRY_POINTS = {"main", "prepare_data", "extract_features", "train_ridge", "train_knn", "train_decoder",
-                "build_decoder", "generate", "evaluate"}
+                "build_decoder", "train_tiny", "generate", "evaluate"}
 
 
 def _normalise(req: str) -> tuple[str, str]:

@@ -19,8 +19,10 @@ of ``(seed, row, wnid, n)``. Metrics: ``generate/n_images``, ``generate/n_blanke
 ``sbd.roi``, ``sbd.generator``, ``sbd.model_id``.
 
 ``generator=tiny`` with no ``model_id`` uses the registered ``sbd-<dataset>-tiny-generator``
-version trained on this data folder's bank with preset ``tiny_preset`` (:func:`find_tiny_model`);
-when there is none it is trained first (:func:`train_tiny`, in a nested ``train_tiny`` run;
+version trained on this data folder's bank with preset ``tiny_preset``
+(:func:`sbd.generate.tiny_models.find`);
+when there is none it is trained first (:func:`sbd.generate.tiny_models.train_and_register`,
+in a nested ``train_tiny`` run, as the ``train_tiny`` entry point does;
 ``tiny_preset="none"`` accepts any preset and makes the absence an error instead).
 """
 
@@ -29,7 +31,6 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Any
 
 import mlflow
 import numpy as np
@@ -48,66 +49,6 @@ COLUMNS = ("sample_id", "image_id", "true_wnid", "true_name", "decoded_wnids", "
            "scores", "image_paths", "stimulus_path")
 STIMULUS_SIZE = 256
 
-
-
-def find_tiny_model(dataset: str, data_dir: str | Path, preset: str | None = None) -> str | None:
-    """The registered tiny model trained on this bank (and ``preset``, if given), or None.
-
-    Among versions of ``sbd-<dataset>-tiny-generator`` tagged with this bank's
-    :func:`~sbd.generate.tiny.bank_signature`: the champion if it is one of them, else the
-    best ``val_score``. Returns ``models:/name/version``.
-    """
-    from mlflow.exceptions import MlflowException
-
-    from sbd.generate.tiny import MODEL_NAME, bank_signature
-
-    name = MODEL_NAME.format(dataset=dataset)
-    client = mlflow.MlflowClient()
-    try:
-        versions = client.search_model_versions(f"name = '{name}'")
-    except MlflowException:
-        return None
-    sig = bank_signature(data_dir)
-    ok = [v for v in versions if v.tags.get("bank_sha") == sig
-          and (not preset or v.tags.get("preset") == preset)]
-    if not ok:
-        return None
-    try:
-        champ = client.get_model_version_by_alias(name, "champion").version
-    except MlflowException:
-        champ = None
-    best = next((v for v in ok if v.version == champ), None) or \
-        max(ok, key=lambda v: (float(v.tags.get("val_score", "nan") or "nan"), int(v.version)))
-    return f"models:/{name}/{best.version}"
-
-
-def train_tiny(dataset: str, data_dir: str | Path, preset: str = "default",
-               work_dir: str | Path | None = None, progress: bool = True,
-               **overrides: Any) -> str:
-    """Train, evaluate, log and register the tiny model of ``dataset`` in a ``train_tiny`` run.
-
-    The run is nested under the active run (if any). The centred kNN top-1 accuracy of its
-    samples (:func:`sbd.generate.tiny.evaluate`) is the registered version's ``val_score``. ``work_dir`` (default
-    ``<data_dir>/tiny/<preset>``) keeps the checkpoint, so an interrupted training resumes.
-    Returns the registered model URI (``models:/sbd-<dataset>-tiny-generator/<version>``).
-    """
-    from sbd.generate import tiny
-
-    data_dir = resolve_data_dir(dataset, data_dir)
-    cfg = tiny.resolve_config(preset, **overrides)
-    work = Path(work_dir) if work_dir else data_dir / "tiny" / preset
-    params = {"dataset": dataset, "data_dir": str(data_dir), "preset": preset,
-              **cfg.to_dict()}
-    with step_run("train_tiny", params, tags={"sbd.dataset": dataset}):
-        pipe = tiny.train(data_dir, work, cfg, progress=progress)
-        mlflow.log_metrics({f"tiny/{k}": float(v) for k, v in pipe.info.items()})
-        figures = tiny.evaluate(pipe, data_dir, n_classes=cfg.eval_classes, progress=progress)
-        mlflow.log_metrics({f"tiny/{k}": float(v) for k, v in figures.items()})
-        grid = tiny.sample_sheet(pipe, n_classes=16, n_per_class=4)
-        mlflow.log_image(grid, artifact_file="tiny/samples.png")
-        return tiny.log_model(work / "pipeline", dataset, score=figures["knn_centered_top1_acc"],
-                              tags={"preset": preset, "bank_sha": tiny.bank_signature(data_dir),
-                                    **figures})
 
 
 def _stimulus_image(path: Path | None, record: SkippedImages) -> Image.Image | None:
@@ -145,6 +86,7 @@ def run(decoder: str = "", dataset: str = "phantom", data_dir: str = "", subject
     from sbd.data import god
     from sbd.decoding.decoder import ranked_scores, ranked_wnids
     from sbd.generate import grids
+    from sbd.generate import tiny_models
     from sbd.generate.generators import GENERATORS, get_generator
     from sbd import wordnet
 
@@ -175,15 +117,16 @@ def run(decoder: str = "", dataset: str = "phantom", data_dir: str = "", subject
         gen_model_id = model_id or None
         if generator == "tiny" and not model_id:
             any_preset = tiny_preset in ("", "none")
-            gen_model_id = find_tiny_model(dataset, data_root, None if any_preset else tiny_preset)
+            gen_model_id = tiny_models.find(dataset, data_root, None if any_preset else tiny_preset)
             if gen_model_id is None:
                 if any_preset:
                     raise ValueError(f"No registered tiny model trained on the bank of {data_root} "
                                      f"and tiny_preset={tiny_preset!r}: train one "
-                                     "(sbd.steps.generate.train_tiny) or pass model_id.")
+                                     "(the train_tiny entry point) or pass model_id.")
                 log.info("No registered tiny model for this bank: training one (preset %r).",
                          tiny_preset)
-                gen_model_id = train_tiny(dataset, data_root, tiny_preset, progress=progress)
+                gen_model_id = tiny_models.train_and_register(dataset, data_root, tiny_preset,
+                                                                progress=progress)[1]
         mlflow.set_tag("sbd.model_id", str(gen_model_id or GENERATORS[generator].default_model_id))
         gen = get_generator(generator, gen_model_id, device=device,
                             steps=int(steps) or None, guidance=float(guidance))
