@@ -23,6 +23,40 @@ import sbd
 ENTRY_POINT_TAG = "sbd.entry_point"
 VERSION_TAG = "sbd.version"
 GIT_COMMIT_TAG = "mlflow.source.git.commit"
+# which data a step ran on (chain_tags) and what it produced (model_tags)
+DATASET_TAG = "sbd.dataset"
+SUBJECT_TAG = "sbd.subject"
+ROI_TAG = "sbd.roi"
+BACKBONE_TAG = "sbd.backbone"
+GENERATOR_TAG = "sbd.generator"
+GENERATE_RUN_TAG = "sbd.generate_run"
+MODEL_ID_TAG = "sbd.model_id"
+OBJECTIVE_TAG = "sbd.objective"
+
+
+def chain_tags(dataset: str, subject: int | str | None = None, roi: str | None = None,
+               backbone: str | None = None) -> dict[str, str]:
+    """``sbd.dataset`` / ``sbd.subject`` / ``sbd.roi`` / ``sbd.backbone`` of a step run (the
+    ones given), as the UI filters and ``evaluate`` checks them."""
+    tags = {DATASET_TAG: dataset}
+    if subject is not None:
+        tags[SUBJECT_TAG] = str(int(subject))
+    if roi is not None:
+        tags[ROI_TAG] = roi
+    if backbone is not None:
+        tags[BACKBONE_TAG] = backbone
+    return tags
+
+
+def model_tag(kind: str) -> str:
+    """``sbd.<kind>_uri``: the registered version a step produced (kind: ridge, knn,
+    decoder, tiny)."""
+    return f"sbd.{kind}_uri"
+
+
+def model_tags(kind: str, uri: str, champion: bool) -> dict[str, str]:
+    """``sbd.<kind>_uri`` and ``sbd.<kind>_champion`` of a step that registered ``uri``."""
+    return {model_tag(kind): uri, f"sbd.{kind}_champion": str(bool(champion)).lower()}
 
 
 def git_commit(path: str | Path | None = None) -> str | None:

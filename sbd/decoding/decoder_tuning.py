@@ -72,6 +72,7 @@ from sbd.decoding.ridge import MultiRidge, adjust_predictions, n_voxels_kept
 from sbd.decoding.tuning import (FoldCache, SELECTIONS, fit_model,
                                  out_of_fold_predictions, trial_run)
 from sbd.params import as_bool
+from sbd.tracking import OBJECTIVE_TAG
 
 __all__ = ["VALIDATIONS", "OBJECTIVES", "FEATURE_NORMS", "RULES", "PAPER_LIKE", "CENTRED_NN",
            "SEMANTIC", "QUEUED", "query_chunks", "DecoderSearch", "suggest",
@@ -478,7 +479,7 @@ def tune_decoder(search: DecoderSearch, n_trials: int = 60, objective: str = "wu
                                     "val/objective": value})
                 mlflow.set_tags({"optuna.study": study.study_name,
                                  "optuna.trial": str(trial.number),
-                                 "optuna.state": "COMPLETE", "sbd.objective": objective})
+                                 "optuna.state": "COMPLETE", OBJECTIVE_TAG: objective})
         return value
 
     with warnings.catch_warnings():

@@ -57,6 +57,7 @@ from sbd.decoding.ridge import (
     grouped_loo_errors, n_voxels_kept, select_voxels, shrinkage, voxel_scores,
 )
 from sbd.params import as_bool
+from sbd.tracking import OBJECTIVE_TAG
 
 __all__ = [
     "OBJECTIVES", "ALPHA_RANGE", "PER_TARGET_GRID", "PAPER_PARAMS", "PAPER_ADJUSTED_PARAMS",
@@ -563,7 +564,7 @@ def tune(X: np.ndarray, Y: np.ndarray, groups: np.ndarray, n_trials: int = 30,
 
                 mlflow.log_params(params)
                 mlflow.set_tags({"optuna.study": study.study_name,
-                                 "optuna.trial": str(trial.number), "sbd.objective": objective})
+                                 "optuna.trial": str(trial.number), OBJECTIVE_TAG: objective})
 
             def on_fold(fold: int, running: float) -> None:
                 if run is not None:

@@ -11,7 +11,7 @@ from typing import Any
 import mlflow
 
 from sbd.data.layout import resolve_data_dir
-from sbd.tracking import step_run
+from sbd.tracking import chain_tags, model_tag, step_run
 
 __all__ = ["find", "train_and_register"]
 
@@ -65,7 +65,7 @@ def train_and_register(dataset: str, data_dir: str | Path, preset: str = "defaul
     work = Path(work_dir) if work_dir else data_dir / "tiny" / preset
     params = {"dataset": dataset, "data_dir": str(data_dir), "preset": preset,
               **cfg.to_dict()}
-    with step_run("train_tiny", params, tags={"sbd.dataset": dataset}) as active:
+    with step_run("train_tiny", params, tags=chain_tags(dataset)) as active:
         pipe = tiny.train(data_dir, work, cfg, progress=progress)
         mlflow.log_metrics({f"tiny/{k}": float(v) for k, v in pipe.info.items()})
         figures = tiny.evaluate(pipe, data_dir, n_classes=cfg.eval_classes, progress=progress)
@@ -75,5 +75,5 @@ def train_and_register(dataset: str, data_dir: str | Path, preset: str = "defaul
         uri = tiny.log_model(work / "pipeline", dataset, score=figures["knn_centered_top1_acc"],
                              tags={"preset": preset, "bank_sha": tiny.bank_signature(data_dir),
                                    **figures})
-        mlflow.set_tag("sbd.tiny_uri", uri)
+        mlflow.set_tag(model_tag("tiny"), uri)
         return active.info.run_id, uri

@@ -30,6 +30,7 @@ from mlflow.exceptions import MlflowException
 from tqdm import tqdm
 
 import sbd
+from sbd import tracking
 from sbd.data import layout
 from sbd.metrics.generation import GENERATION_CSV
 from sbd.humaneval.schedule import (FOILS, Trial, build_trials, check_relative_path,
@@ -75,7 +76,7 @@ def _bank_dir_of(run: mlflow.entities.Run, data_dir: str | Path | None) -> Path:
     if data_dir in (None, ""):
         p, t = run.data.params, run.data.tags
         data_dir = t.get("sbd.resolved.data_dir") or p.get("data_dir") or ""
-        dataset = p.get("dataset") or t.get("sbd.dataset") or "phantom"
+        dataset = p.get("dataset") or t.get(tracking.DATASET_TAG) or "phantom"
         data_dir = layout.resolve_data_dir(dataset, data_dir)
     return layout.bank_dir(data_dir)
 

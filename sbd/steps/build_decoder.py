@@ -36,8 +36,7 @@ def run(dataset: str = "phantom", subject: int = 1, roi: str = "VC", backbone: s
     backbone = resolve_backbone(dataset, backbone)
     params = dict(dataset=dataset, subject=int(subject), roi=roi, backbone=backbone,
                   ridge=ridge, knn=knn)
-    tags = {"sbd.dataset": dataset, "sbd.subject": str(int(subject)), "sbd.roi": roi,
-            "sbd.backbone": backbone}
+    tags = tracking.chain_tags(dataset, subject, roi, backbone)
     with tracking.step_run("build_decoder", params, tags=tags) as active:
         ridge_uri, ridge_tags = resolve_model_version(
             ridge or f"models:/{model_name('ridge', dataset, subject, roi)}@{CHAMPION}",
@@ -48,7 +47,8 @@ def run(dataset: str = "phantom", subject: int = 1, roi: str = "VC", backbone: s
         if ridge_tags.get("backbone", backbone) != backbone:
             raise ValueError(f"{ridge_uri} predicts {ridge_tags['backbone']!r} features, "
                              f"not {backbone!r}.")
-        mlflow.set_tags({"sbd.ridge_uri": ridge_uri, "sbd.knn_uri": knn_uri})
+        mlflow.set_tags({tracking.model_tag("ridge"): ridge_uri,
+                         tracking.model_tag("knn"): knn_uri})
         info = log_decoder_model(ridge_uri, knn_uri, name="decoder")
         score = float(knn_tags.get(SCORE_TAG, "nan"))
         if knn_tags.get("tuned_on_subject") not in (None, str(int(subject))) or \
@@ -64,7 +64,7 @@ def run(dataset: str = "phantom", subject: int = 1, roi: str = "VC", backbone: s
                         active.info.run_id, **{f"knn_{k}": v for k, v in knn_cfg.items()}})
         uri = f"models:/{version.name}/{version.version}"
         mlflow.log_metric("val/score", score)
-        mlflow.set_tags({"sbd.decoder_uri": uri, "sbd.decoder_champion": str(champion).lower()})
+        mlflow.set_tags(tracking.model_tags("decoder", uri, champion))
         log.info("build_decoder: registered %s = %s + %s (champion: %s)", uri, ridge_uri,
                  knn_uri, champion)
         return active.info.run_id

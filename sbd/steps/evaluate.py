@@ -41,6 +41,7 @@ from sbd.data.layout import features_file, resolve_data_dir
 from sbd.metrics.decoding import DecodingEvaluation, evaluate_decoding
 from sbd.metrics.generation import evaluate_generation, load_generation
 from sbd.registry.common import decoder_champion_uri, resolve_model_version
+from sbd import tracking
 from sbd.tracking import step_run
 
 log = logging.getLogger(__name__)
@@ -218,16 +219,15 @@ def run(decoder: str = "", dataset: str = "phantom", data_dir: str = "", subject
     uri = decoder or decoder_champion_uri(dataset, subject, roi)
     params = dict(decoder=decoder, dataset=dataset, data_dir=data_dir, subject=int(subject),
                   roi=roi, generate_run=generate_run, n_chance=int(n_chance), seed=int(seed))
-    tags = {"sbd.decoder_uri": uri, "sbd.dataset": dataset, "sbd.subject": str(int(subject)),
-            "sbd.roi": roi}
+    tags = {tracking.model_tag("decoder"): uri, **tracking.chain_tags(dataset, subject, roi)}
     if generate_run:
-        tags["sbd.generate_run"] = generate_run
+        tags[tracking.GENERATE_RUN_TAG] = generate_run
     with step_run("evaluate", params, tags=tags) as active, \
             tempfile.TemporaryDirectory(prefix="sbd-evaluate-") as tmpdir:
         tmp = Path(tmpdir)
         info = resolve_model_version(uri)[1] if uri.startswith("models:/") else {}
         backbone = info.get("backbone") or resolve_backbone(dataset, "")
-        mlflow.set_tags({"sbd.backbone": backbone,
+        mlflow.set_tags({tracking.BACKBONE_TAG: backbone,
                          **({"sbd.decoder_version": info["version"]} if "version" in info else {})})
         model = mlflow.pyfunc.load_model(uri)
         with FeatureBank(features_file(root, backbone, "bank")) as bank:
@@ -293,7 +293,7 @@ def _check_generation_run(run_id: str, dataset: str, subject: int, roi: str) -> 
         tags = mlflow.MlflowClient().get_run(run_id).data.tags
     except MlflowException as err:
         raise ValueError(f"generate_run={run_id!r} is not a run of this tracking store: {err}") from err
-    want = {"sbd.dataset": dataset, "sbd.subject": str(int(subject)), "sbd.roi": roi}
+    want = tracking.chain_tags(dataset, subject, roi)
     wrong = {k: (tags[k], v) for k, v in want.items() if k in tags and tags[k] != v}
     if wrong:
         raise ValueError(f"generate_run={run_id!r} was made for other data: "

@@ -77,7 +77,7 @@ def run(dataset: str = "phantom", data_dir: str = "", backbone: str = "", source
                   batch_size=batch_size, num_workers=num_workers, shard=shard, dtype=dtype,
                   exclude_threshold=exclude_threshold, max_artifact_mb=max_artifact_mb)
     with tracking.step_run("extract_features", params,
-                           tags={"sbd.dataset": dataset, "sbd.backbone": backbone}) as run:
+                           tags=tracking.chain_tags(dataset, backbone=backbone)) as run:
         results = run_extraction(root, backbone, source, batch_size=batch_size,
                                  num_workers=num_workers, shard=shard, dtype=dtype,
                                  progress=progress, exclude_threshold=exclude_threshold)

@@ -41,6 +41,7 @@ from tqdm.auto import tqdm
 from sbd.data.images import SkippedImages, try_read_image
 from sbd.data.layout import resolve_data_dir
 from sbd.registry.common import decoder_champion_uri
+from sbd import tracking
 from sbd.tracking import step_run
 
 log = logging.getLogger(__name__)
@@ -100,8 +101,8 @@ def run(decoder: str = "", dataset: str = "phantom", data_dir: str = "", subject
                   roi=roi, generator=generator, model_id=model_id, steps=int(steps),
                   guidance=float(guidance), top_k=int(top_k), n_per_label=int(n_per_label),
                   seed=int(seed), device=device)
-    tags = {"sbd.decoder_uri": decoder_uri, "sbd.dataset": dataset, "sbd.subject": str(int(subject)),
-            "sbd.roi": roi, "sbd.generator": generator}
+    tags = {tracking.model_tag("decoder"): decoder_uri,
+            **tracking.chain_tags(dataset, subject, roi), tracking.GENERATOR_TAG: generator}
     with step_run("generate", params, tags=tags) as active:
         test = god.load(data_root, int(subject), roi, "test")
         n = len(test.image_ids) if not limit else min(int(limit), len(test.image_ids))
@@ -127,7 +128,8 @@ def run(decoder: str = "", dataset: str = "phantom", data_dir: str = "", subject
                          tiny_preset)
                 gen_model_id = tiny_models.train_and_register(dataset, data_root, tiny_preset,
                                                                 progress=progress)[1]
-        mlflow.set_tag("sbd.model_id", str(gen_model_id or GENERATORS[generator].default_model_id))
+        mlflow.set_tag(tracking.MODEL_ID_TAG,
+                       str(gen_model_id or GENERATORS[generator].default_model_id))
         gen = get_generator(generator, gen_model_id, device=device,
                             steps=int(steps) or None, guidance=float(guidance))
 

@@ -91,7 +91,7 @@ def run(dataset: str = "phantom", data_dir: str = "", preset: str = "default",
                                n_trials=n_trials, seed=seed)
                 # the exact version this chain built (champion moves only when better)
                 decoder = client.get_run(dec_run).data.tags.get(
-                    "sbd.decoder_uri", decoder_champion_uri(dataset, subject, roi))
+                    tracking.model_tag("decoder"), decoder_champion_uri(dataset, subject, roi))
                 gen_run = step("generate", generate.run, [dec_run], decoder=decoder,
                                dataset=dataset, data_dir=root, subject=subject, roi=roi,
                                generator=generator, seed=seed, **gen_opts)

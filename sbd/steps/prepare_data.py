@@ -149,7 +149,7 @@ def run(dataset: str = "phantom", data_dir: str = "", preset: str = "default",
     root = resolve_data_dir(dataset, data_dir)
     params = dict(dataset=dataset, data_dir=str(root), preset=preset, snr=snr, seed=seed,
                   n_subjects=n_subjects)
-    with tracking.step_run("prepare_data", params, tags={"sbd.dataset": dataset}) as active:
+    with tracking.step_run("prepare_data", params, tags=tracking.chain_tags(dataset)) as active:
         if dataset == "phantom":
             _phantom(root, preset, None if snr is None or snr < 0 else float(snr), int(seed),
                      int(n_subjects) or None, progress)

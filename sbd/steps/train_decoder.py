@@ -71,8 +71,7 @@ def run(dataset: str = "phantom", data_dir: str = "", subject: int = 1, roi: str
                   validation=validation, storage=storage, study_name=study_name,
                   seed=int(seed), n_splits=int(n_splits), backend=backend,
                   max_bank_mb=float(max_bank_mb), min_train_fraction=float(min_train_fraction))
-    tags = {"sbd.dataset": dataset, "sbd.subject": str(int(subject)), "sbd.roi": roi,
-            "sbd.backbone": backbone}
+    tags = tracking.chain_tags(dataset, subject, roi, backbone)
     bank_path = bank_file(root, backbone)
     with tracking.step_run("train_decoder", params, tags=tags) as active, \
             FeatureBank(bank_path) as bank:
@@ -128,6 +127,6 @@ def run(dataset: str = "phantom", data_dir: str = "", subject: int = 1, roi: str
                         **{f"paper_val_{k}": round(v, 6) for k, v in paper.items()},
                         **result.best_params})
         uri = f"models:/{version.name}/{version.version}"
-        mlflow.set_tags({"sbd.decoder_uri": uri, "sbd.decoder_champion": str(champion).lower()})
+        mlflow.set_tags(tracking.model_tags("decoder", uri, champion))
         log.info("train_decoder: registered %s (champion: %s)", uri, champion)
         return active.info.run_id

@@ -80,8 +80,7 @@ def run(dataset: str = "phantom", data_dir: str = "", subject: int = 1, roi: str
     params = dict(dataset=dataset, data_dir=str(root), subject=int(subject), roi=roi,
                   backbone=backbone, n_trials=int(n_trials), seed=int(seed), backend=backend,
                   max_bank_mb=float(max_bank_mb), n_splits=int(n_splits))
-    tags = {"sbd.dataset": dataset, "sbd.subject": str(int(subject)), "sbd.roi": roi,
-            "sbd.backbone": backbone}
+    tags = tracking.chain_tags(dataset, subject, roi, backbone)
     bank_path = bank_file(root, backbone)
     with tracking.step_run("train_knn", params, tags=tags) as active:
         check_same_backbone(bank_path, features_file(root, backbone, "training"))
@@ -140,7 +139,7 @@ def run(dataset: str = "phantom", data_dir: str = "", subject: int = 1, roi: str
                   **{f"val_{m}": round(v, 6) for m, v in best_scores.items()},
                   **{f"paper_{m}": round(v, 6) for m, v in paper.items()}})
         uri = f"models:/{version.name}/{version.version}"
-        mlflow.set_tags({"sbd.knn_uri": uri, "sbd.knn_champion": str(champion).lower()})
+        mlflow.set_tags(tracking.model_tags("knn", uri, champion))
         log.info("train_knn: registered %s (champion: %s)", uri, champion)
         bank.close()
         return active.info.run_id

@@ -45,8 +45,7 @@ def run(dataset: str = "phantom", data_dir: str = "", subject: int = 1, roi: str
     params = dict(dataset=dataset, data_dir=str(root), subject=int(subject), roi=roi,
                   backbone=backbone, n_trials=int(n_trials), objective=objective,
                   storage=storage, study_name=study_name, seed=int(seed), n_splits=int(n_splits))
-    tags = {"sbd.dataset": dataset, "sbd.subject": str(int(subject)), "sbd.roi": roi,
-            "sbd.backbone": backbone}
+    tags = tracking.chain_tags(dataset, subject, roi, backbone)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     with tracking.step_run("train_ridge", params, tags=tags) as active:
         data = load_training_data(root, subject, roi, backbone)
@@ -73,6 +72,6 @@ def run(dataset: str = "phantom", data_dir: str = "", subject: int = 1, roi: str
                         "n_voxels_kept": int(model.support_.size), "run_id": active.info.run_id,
                         "val_r": result.best_scores["r"]})
         uri = f"models:/{version.name}/{version.version}"
-        mlflow.set_tags({"sbd.ridge_uri": uri, "sbd.ridge_champion": str(champion).lower()})
+        mlflow.set_tags(tracking.model_tags("ridge", uri, champion))
         log.info("train_ridge: registered %s (champion: %s)", uri, champion)
         return active.info.run_id
