@@ -65,6 +65,40 @@ def _stimulus_image(path: Path | None, record: SkippedImages) -> Image.Image | N
     return im
 
 
+def _tiny_model(dataset: str, data_root: Path, tiny_preset: str, progress: bool) -> str:
+    """The registered tiny model for this bank (and preset), trained first when there is
+    none — unless ``tiny_preset`` is "" or "none"."""
+    from sbd.generate import tiny_models
+
+    any_preset = tiny_preset in ("", "none")
+    found = tiny_models.find(dataset, data_root, None if any_preset else tiny_preset)
+    if found is not None:
+        return found
+    if any_preset:
+        raise ValueError(f"No registered tiny model trained on the bank of {data_root} and "
+                         f"tiny_preset={tiny_preset!r}: train one (the train_tiny entry "
+                         "point) or pass model_id.")
+    log.info("No registered tiny model for this bank: training one (preset %r).", tiny_preset)
+    return tiny_models.train_and_register(dataset, data_root, tiny_preset,
+                                          progress=progress)[1]
+
+
+def _log_images(sid: str, wnids: list[str], images: list[list[Image.Image]],
+                blanked: list[dict]) -> list[str]:
+    """Log one sample's images as ``generated/<sid>/rank<r>_<wnid>_<n>.png``; returns their
+    artifact paths and appends the ones the safety checker blanked to ``blanked``."""
+    paths = []
+    for r, (w, imgs) in enumerate(zip(wnids, images), start=1):
+        for j, img in enumerate(imgs):
+            path = f"generated/{sid}/rank{r}_{w}_{j}.png"
+            mlflow.log_image(img, artifact_file=path)
+            paths.append(path)
+            if img.info.get("sbd.blanked") == "true":
+                blanked.append({"sample_id": sid, "path": path, "wnid": w,
+                                "seed": img.info.get("sbd.seed", "")})
+    return paths
+
+
 def run(decoder: str = "", dataset: str = "phantom", data_dir: str = "", subject: int = 1,
         roi: str = "VC", generator: str = "tiny", model_id: str = "", steps: int = 0,
         guidance: float = -1.0, top_k: int = 3, n_per_label: int = 1, seed: int = 0,
@@ -85,9 +119,7 @@ def run(decoder: str = "", dataset: str = "phantom", data_dir: str = "", subject
     limit : only the first ``limit`` test samples (0 = all).
     """
     from sbd.data import god
-    from sbd.decoding.decoder import ranked_scores, ranked_wnids
     from sbd.generate import grids
-    from sbd.generate import tiny_models
     from sbd.generate.generators import GENERATORS, get_generator
     from sbd import wordnet
 
@@ -100,34 +132,17 @@ def run(decoder: str = "", dataset: str = "phantom", data_dir: str = "", subject
     params = dict(decoder=decoder, dataset=dataset, data_dir=data_dir, subject=int(subject),
                   roi=roi, generator=generator, model_id=model_id, steps=int(steps),
                   guidance=float(guidance), top_k=int(top_k), n_per_label=int(n_per_label),
-                  seed=int(seed), device=device)
+                  seed=int(seed), device=device, tiny_preset=tiny_preset, limit=int(limit))
     tags = {tracking.model_tag("decoder"): decoder_uri,
             **tracking.chain_tags(dataset, subject, roi), tracking.GENERATOR_TAG: generator}
     with step_run("generate", params, tags=tags) as active:
         test = god.load(data_root, int(subject), roi, "test")
         n = len(test.image_ids) if not limit else min(int(limit), len(test.image_ids))
-        model = mlflow.pyfunc.load_model(decoder_uri)
-        cols = [f"v{i}" for i in range(test.voxels.shape[1])]
-        ranked = model.predict(pd.DataFrame(test.voxels[:n].astype(np.float64), columns=cols))
-        all_wnids = ranked_wnids(ranked)
-        all_scores = ranked_scores(ranked)
-        k = min(int(top_k), len(all_wnids[0]))
-        if k < int(top_k):
-            log.warning("The decoder ranks %d labels; top_k=%d reduced to %d.", k, top_k, k)
+        all_wnids, all_scores, k = _decode(decoder_uri, test.voxels[:n], int(top_k))
 
         gen_model_id = model_id or None
         if generator == "tiny" and not model_id:
-            any_preset = tiny_preset in ("", "none")
-            gen_model_id = tiny_models.find(dataset, data_root, None if any_preset else tiny_preset)
-            if gen_model_id is None:
-                if any_preset:
-                    raise ValueError(f"No registered tiny model trained on the bank of {data_root} "
-                                     f"and tiny_preset={tiny_preset!r}: train one "
-                                     "(the train_tiny entry point) or pass model_id.")
-                log.info("No registered tiny model for this bank: training one (preset %r).",
-                         tiny_preset)
-                gen_model_id = tiny_models.train_and_register(dataset, data_root, tiny_preset,
-                                                                progress=progress)[1]
+            gen_model_id = _tiny_model(dataset, data_root, tiny_preset, progress)
         mlflow.set_tag(tracking.MODEL_ID_TAG,
                        str(gen_model_id or GENERATORS[generator].default_model_id))
         gen = get_generator(generator, gen_model_id, device=device,
@@ -146,16 +161,8 @@ def run(decoder: str = "", dataset: str = "phantom", data_dir: str = "", subject
             sid = f"{i:03d}_{image_id}"
             wnids, scores = all_wnids[i][:k], all_scores[i][:k]
             images = gen.generate(wnids, seed=int(seed), n_per_label=int(n_per_label), sample=i)
-            paths = []
-            for r, (w, imgs) in enumerate(zip(wnids, images), start=1):
-                for j, img in enumerate(imgs):
-                    path = f"generated/{sid}/rank{r}_{w}_{j}.png"
-                    mlflow.log_image(img, artifact_file=path)
-                    paths.append(path)
-                    n_images += 1
-                    if img.info.get("sbd.blanked") == "true":
-                        blanked.append({"sample_id": sid, "path": path, "wnid": w,
-                                        "seed": img.info.get("sbd.seed", "")})
+            paths = _log_images(sid, wnids, images, blanked)
+            n_images += len(paths)
             stim = _stimulus_image(stim_paths[i], record)
             n_no_stimulus += stim is None
             stim_path = f"stimuli/{sid}.png"
@@ -173,16 +180,37 @@ def run(decoder: str = "", dataset: str = "phantom", data_dir: str = "", subject
                          "scores": ";".join(f"{s:.6g}" for s in scores),
                          "image_paths": ";".join(paths),
                          "stimulus_path": stim_path if stim is not None else ""})
-        seconds = time.perf_counter() - t0
         mlflow.log_image(grids.overview_grid(grid_rows), artifact_file="grids/overview.png")
-        table = pd.DataFrame(rows, columns=list(COLUMNS))
-        mlflow.log_table(table, artifact_file="generation.json")
-        mlflow.log_text(table.to_csv(index=False), "generation.csv")
-        if blanked:
-            mlflow.log_text(pd.DataFrame(blanked).to_csv(index=False), "blanked.csv")
-            log.warning("The safety checker blanked %d of %d images (listed in blanked.csv).",
-                        len(blanked), n_images)
+        _log_tables(rows, blanked, n_images)
         mlflow.log_metrics({"generate/n_images": n_images, "generate/n_blanked": len(blanked),
-                            "generate/seconds_per_image": seconds / max(1, n_images),
+                            "generate/seconds_per_image":
+                                (time.perf_counter() - t0) / max(1, n_images),
                             "generate/n_stimuli_missing": n_no_stimulus})
         return active.info.run_id
+
+
+def _decode(decoder_uri: str, voxels: np.ndarray, top_k: int
+            ) -> tuple[list[list[str]], list[list[float]], int]:
+    """Ranked wnids and scores of the decoder for ``voxels``, and the ranks used (``top_k``
+    capped at the decoder's K)."""
+    from sbd.decoding.decoder import ranked_scores, ranked_wnids
+
+    model = mlflow.pyfunc.load_model(decoder_uri)
+    cols = [f"v{i}" for i in range(voxels.shape[1])]
+    ranked = model.predict(pd.DataFrame(np.asarray(voxels, np.float64), columns=cols))
+    wnids, scores = ranked_wnids(ranked), ranked_scores(ranked)
+    k = min(top_k, len(wnids[0]))
+    if k < top_k:
+        log.warning("The decoder ranks %d labels; top_k=%d reduced to %d.", k, top_k, k)
+    return wnids, scores, k
+
+
+def _log_tables(rows: list[dict], blanked: list[dict], n_images: int) -> None:
+    """``generation.json`` / ``generation.csv`` (one row per sample) and ``blanked.csv``."""
+    table = pd.DataFrame(rows, columns=list(COLUMNS))
+    mlflow.log_table(table, artifact_file="generation.json")
+    mlflow.log_text(table.to_csv(index=False), "generation.csv")
+    if blanked:
+        mlflow.log_text(pd.DataFrame(blanked).to_csv(index=False), "blanked.csv")
+        log.warning("The safety checker blanked %d of %d images (listed in blanked.csv).",
+                    len(blanked), n_images)
