@@ -643,47 +643,8 @@ def validate(data_dir: str | Path, min_train_fraction: float = 0.5) -> dict:
     data_dir = Path(data_dir)
     report: dict = {"data_dir": str(data_dir), "subjects": {}, "problems": [], "warnings": []}
 
-    lists = {}
-    report["image_lists"] = {}
-    for sset in layout.STIMULUS_SETS:
-        try:
-            df = read_image_list(data_dir, sset)
-        except ValueError as exc:
-            report["problems"].append(str(exc))
-            df = None
-        else:
-            if df is None:
-                report["warnings"].append(
-                    f"no image list {layout.image_list_csv(data_dir, sset)} (optional). "
-                    + IMAGES_HELP
-                )
-        lists[sset] = df
-        report["image_lists"][sset] = (
-            {"path": df.attrs["path"], "n": len(df)} if df is not None else None
-        )
-    report["images"] = {}
-    report["unreadable_images"] = {}
-    indexes = {}
-    record = SkippedImages(data_dir)
-    for sset in layout.STIMULUS_SETS:
-        folder = layout.images_dir(data_dir, sset)
-        indexes[sset] = _image_index(folder)
-        # every image read once, as extract_features will: an unreadable one counts as missing
-        bad = {i: try_read_image(p)[1] for i, p in indexes[sset].items()}
-        bad = {i: r for i, r in bad.items() if r}
-        record.add_many([(indexes[sset][i], r) for i, r in bad.items()], "prepare_data")
-        report["unreadable_images"][sset] = {i: bad[i] for i in sorted(bad)}
-        for i in bad:
-            del indexes[sset][i]
-        report["images"][sset] = {"folder": str(folder), "n": len(indexes[sset]),
-                                  "n_unreadable": len(bad)}
-        if not folder.is_dir():
-            report["problems"].append(f"stimulus image folder {folder} not found. {IMAGES_HELP}")
-        elif bad:
-            report["warnings"].append(
-                f"{len(bad)} {sset} stimulus image(s) in {folder} cannot be read (e.g. "
-                f"{_head([f'{i}: {r}' for i, r in bad.items()], 3)}); listed in "
-                f"{record.path}.")
+    lists = _validate_image_lists(data_dir, report)
+    indexes = _validate_stimulus_images(data_dir, report)
 
     present = _subjects_present(data_dir)
     if not present:
@@ -708,6 +669,60 @@ def validate(data_dir: str | Path, min_train_fraction: float = 0.5) -> dict:
     report["missing_images"] = {s: sorted(set(v)) for s, v in missing_all.items()}
     report["ok"] = not report["problems"]
     return report
+
+
+def _validate_image_lists(data_dir: Path, report: dict) -> dict:
+    """The stimulus sets' image-id lists (``None`` where absent, a warning); fills
+    ``report["image_lists"]``."""
+    lists = {}
+    report["image_lists"] = {}
+    for sset in layout.STIMULUS_SETS:
+        try:
+            df = read_image_list(data_dir, sset)
+        except ValueError as exc:
+            report["problems"].append(str(exc))
+            df = None
+        else:
+            if df is None:
+                report["warnings"].append(
+                    f"no image list {layout.image_list_csv(data_dir, sset)} (optional). "
+                    + IMAGES_HELP
+                )
+        lists[sset] = df
+        report["image_lists"][sset] = (
+            {"path": df.attrs["path"], "n": len(df)} if df is not None else None
+        )
+    return lists
+
+
+def _validate_stimulus_images(data_dir: Path, report: dict) -> dict[str, dict[str, Path]]:
+    """Every stimulus image read once, as extract_features will (an unreadable one is
+    recorded in ``skipped_images.csv`` and counts as missing); the readable ones by image
+    id per stimulus set.  Fills ``report["images"]`` and ``report["unreadable_images"]``."""
+    report["images"] = {}
+    report["unreadable_images"] = {}
+    indexes = {}
+    record = SkippedImages(data_dir)
+    for sset in layout.STIMULUS_SETS:
+        folder = layout.images_dir(data_dir, sset)
+        indexes[sset] = _image_index(folder)
+        # every image read once, as extract_features will: an unreadable one counts as missing
+        bad = {i: try_read_image(p)[1] for i, p in indexes[sset].items()}
+        bad = {i: r for i, r in bad.items() if r}
+        record.add_many([(indexes[sset][i], r) for i, r in bad.items()], "prepare_data")
+        report["unreadable_images"][sset] = {i: bad[i] for i in sorted(bad)}
+        for i in bad:
+            del indexes[sset][i]
+        report["images"][sset] = {"folder": str(folder), "n": len(indexes[sset]),
+                                  "n_unreadable": len(bad)}
+        if not folder.is_dir():
+            report["problems"].append(f"stimulus image folder {folder} not found. {IMAGES_HELP}")
+        elif bad:
+            report["warnings"].append(
+                f"{len(bad)} {sset} stimulus image(s) in {folder} cannot be read (e.g. "
+                f"{_head([f'{i}: {r}' for i, r in bad.items()], 3)}); listed in "
+                f"{record.path}.")
+    return indexes
 
 
 def _validate_subject(data_dir: Path, subject: int, lists: dict, indexes: dict,
