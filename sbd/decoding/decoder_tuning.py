@@ -352,10 +352,7 @@ class DecoderSearch:
     def score_ranked(self, ranked: np.ndarray, cats: np.ndarray) -> dict[str, float]:
         """``wup_top1``, ``wup_best_top5``, ``top1_acc``, ``top5_acc`` of ranked class indices
         (m, K) of queries whose true category indices are ``cats`` (m,)."""
-        w = self.wup[cats[:, None], ranked]
-        hit = self.classes[ranked] == self.categories[cats][:, None]
-        return {"wup_top1": float(w[:, 0].mean()), "wup_best_top5": float(w.max(1).mean()),
-                "top1_acc": float(hit[:, 0].mean()), "top5_acc": float(hit.any(1).mean())}
+        return knn.label_scores(self.wup, self.classes, self.categories, ranked, cats)
 
     def score(self, params: dict[str, Any]) -> dict[str, float]:
         """Validation scores (:data:`SCORE_KEYS`) of one decoder configuration."""

@@ -74,10 +74,7 @@ class ValidationSearch:
             self._cats, self._cat_of = np.unique(np.asarray(self.true), return_inverse=True)
             self._wup = np.asarray(wup_matrix(list(self._cats), list(self.classes)))
         ranked = np.searchsorted(self.classes, self.ranked(k, metric, rule, temperature))
-        w = self._wup[self._cat_of[:, None], ranked]
-        hit = self.classes[ranked] == np.asarray(self.true)[:, None]
-        return {"wup_top1": float(w[:, 0].mean()), "wup_best_top5": float(w.max(1).mean()),
-                "top1_acc": float(hit[:, 0].mean()), "top5_acc": float(hit.any(1).mean())}
+        return knn.label_scores(self._wup, self.classes, self._cats, ranked, self._cat_of)
 
 
 def suggest(trial: optuna.Trial) -> dict[str, Any]:
