@@ -505,7 +505,12 @@ def test_browser_keyboard_resume_and_report(gen_run, study, browser, tmp_path):
     from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support.ui import WebDriverWait
 
-    wait = WebDriverWait(browser, 30, poll_frequency=0.05)  # a loaded 2-core CI machine
+    from selenium.common.exceptions import StaleElementReferenceException
+
+    # a loaded 2-core CI machine; a page being replaced (login, reload) leaves the body
+    # element found a moment before stale: look again instead of failing
+    wait = WebDriverWait(browser, 30, poll_frequency=0.05,
+                         ignored_exceptions=(StaleElementReferenceException,))
 
     def ready(answered: int) -> None:
         wait.until(lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-state") == "ready"
