@@ -74,19 +74,64 @@ def git_commit(path: str | Path | None = None) -> str | None:
 SOURCE_TAG = "sbd.source_sha"
 
 
-def source_hash(root: str | Path | None = None) -> str:
-    """A hash of the code that runs: every file of the ``sbd`` package (``root``, default
-    the package's folder) by relative path and content, caches excluded.  Unlike the git
-    commit it sees uncommitted edits, so a dirty tree gets its own cache key."""
+def source_hash(module: str | None = None, root: str | Path | None = None) -> str:
+    """A hash of the code that runs: by relative path and content, the files of the ``sbd``
+    package (``root``, default the imported package's folder) that ``module`` imports,
+    directly or not, lazy imports included (the import graph of ``grimp``, the engine of
+    import-linter), plus ``module`` itself and the data files of those packages; every
+    file of the package when ``module`` is None or outside it.  Unlike the git commit it
+    sees uncommitted edits, so a dirty tree gets its own cache key, and an edit reruns
+    only the steps whose code it touches."""
     import hashlib
 
     root = Path(root) if root is not None else Path(sbd.__file__).resolve().parent
+    files = _source_files(root, module)
     h = hashlib.sha256()
-    for path in sorted(p for p in root.rglob("*") if p.is_file()
-                       and "__pycache__" not in p.parts and p.suffix not in (".pyc", ".pyo")):
+    for path in files:
         h.update(path.relative_to(root).as_posix().encode() + b"\0")
         h.update(path.read_bytes() + b"\0")
     return h.hexdigest()[:16]
+
+
+def _source_files(root: Path, module: str | None) -> list[Path]:
+    """The files :func:`source_hash` covers, sorted (see there)."""
+    every = sorted(p for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts
+                   and p.suffix not in (".pyc", ".pyo"))
+    package = root.name
+    if module is None or not (module == package or module.startswith(package + ".")):
+        return every
+    import grimp
+
+    graph = grimp.build_graph(package, cache_dir=None)
+    if module not in graph.modules:
+        return every
+    modules = graph.find_upstream_modules(module) | {module}
+    folders = {root.joinpath(*m.split(".")[1:]) for m in modules}  # packages among them
+    keep = []
+    for path in every:
+        rel = path.relative_to(root).with_suffix("")
+        name = ".".join((package, *rel.parts))
+        if path.suffix == ".py":
+            if name in modules or (rel.name == "__init__" and name[:-9] in modules):
+                keep.append(path)
+        elif any(_data_of(path, folder) for folder in folders):
+            keep.append(path)
+    return keep
+
+
+def _data_of(path: Path, folder: Path) -> bool:
+    """Whether non-Python file ``path`` is data of package ``folder``: inside it, and not
+    inside a subpackage of it (a folder with an ``__init__.py``)."""
+    try:
+        rel = path.parent.relative_to(folder)
+    except ValueError:
+        return False
+    parent = folder
+    for part in rel.parts:
+        parent = parent / part
+        if (parent / "__init__.py").is_file():
+            return False
+    return True
 
 
 def _param_str(value: Any) -> str:
@@ -190,7 +235,7 @@ def get_or_run(entry_point: str, func, params: dict[str, Any], upstream: list[st
     given, refuses a cached run whose outputs are gone or changed since (a deleted
     features folder, a data folder rebuilt with other parameters by another run).
     """
-    source = source_hash()
+    source = source_hash(getattr(func, "__module__", None))
     key = cache_key(entry_point, params, upstream, source)
     if not force:
         found = find_finished_run(key)

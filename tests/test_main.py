@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
 import mlflow
 import numpy as np
 import pytest
 
+import sbd
 from sbd.data import god
 from sbd.data.layout import features_file
 from sbd.decoding.knn import KNNLabeller
@@ -24,21 +31,35 @@ def _child_runs(parent_id: str) -> list:
                               output_format="list", search_all_experiments=True)
 
 
+def _main_in(copy: Path, **kwargs) -> str:
+    """``main(**kwargs)`` in a fresh process that imports ``sbd`` from ``copy``, a copy of the
+    package (so that a test can edit its code, uncommitted); returns the parent run id."""
+    code = ("import sys; import sbd; assert sbd.__file__.startswith(sys.argv[1]), sbd.__file__; "
+            f"from sbd.steps import main; print('PARENT', main.run(**{kwargs!r}))")
+    out = subprocess.run([sys.executable, "-c", code, str(copy)], cwd=copy.parent,
+                         env={**os.environ, "PYTHONPATH": str(copy.parent)},
+                         capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return out.stdout.split("PARENT")[-1].strip()
+
+
 @pytest.fixture(scope="module")
 def main_runs(tmp_path_factory):
-    """Two ``main`` runs (cold, then warm) from scratch on the E2E_PRESET phantom at E2E_SNR."""
-    from sbd.steps import main
-
-    root = tmp_path_factory.mktemp("main") / "phantom"
-    kwargs = dict(dataset="phantom", data_dir=str(root), preset=E2E_PRESET, snr=E2E_SNR,
-                  subjects="1,2", rois="VC", n_trials=4, seed=0)
-    cold = main.run(**kwargs)
-    warm = main.run(**kwargs)
-    return cold, warm
+    """Two ``main`` runs (cold, then warm) from scratch on the E2E_PRESET phantom at E2E_SNR,
+    each in a process of its own running a copy of the package; and the copy."""
+    tmp = tmp_path_factory.mktemp("main")
+    copy = tmp / "src" / "sbd"
+    shutil.copytree(Path(sbd.__file__).resolve().parent, copy,
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    kwargs = dict(dataset="phantom", data_dir=str(tmp / "phantom"), preset=E2E_PRESET,
+                  snr=E2E_SNR, subjects="1,2", rois="VC", n_trials=4, seed=0)
+    cold = _main_in(copy, **kwargs)
+    warm = _main_in(copy, **kwargs)
+    return cold, warm, copy, kwargs
 
 
 def test_main_decodes_above_chance_for_every_subject(main_runs):
-    cold, _ = main_runs
+    cold = main_runs[0]
     summary = mlflow.load_table("summary.json", run_ids=[cold])
     assert sorted(summary["subject"]) == [1, 2]
     n_bank_classes = len(set(FeatureBank(
@@ -61,7 +82,7 @@ def test_main_decodes_above_chance_for_every_subject(main_runs):
 
 
 def test_main_logs_one_child_run_per_step_and_the_summary(main_runs):
-    cold, _ = main_runs
+    cold = main_runs[0]
     children = _child_runs(cold)
     steps = sorted(r.data.tags["sbd.entry_point"] for r in children)
     # prepare + extract once; decoder, generate, evaluate per subject
@@ -80,7 +101,7 @@ def test_main_logs_one_child_run_per_step_and_the_summary(main_runs):
 
 
 def test_second_main_reuses_every_step(main_runs):
-    cold, warm = main_runs
+    cold, warm = main_runs[:2]
     assert _child_runs(warm) == []
     metrics = mlflow.get_run(warm).data.metrics
     assert metrics["main/n_steps_run"] == 0
@@ -105,3 +126,19 @@ def test_higher_visual_rois_decode_semantics_better_than_v1(phantom_features):
             per_subject.append(wup_scores(s.wnids, ranked)[0].mean())
         wup[roi] = float(np.mean(per_subject))
     assert wup["HVC"] > wup["V1"] + 0.03, wup
+
+
+
+def test_an_uncommitted_edit_reruns_the_steps_whose_code_it_touches(main_runs):
+    """Edit (without committing) a file of the package's copy and run ``main`` again: the
+    steps that import it, directly or not, run again; the others are reused.  (Last in
+    this module: it edits the copy the other tests' runs came from.)"""
+    cold, _, copy, kwargs = main_runs
+    target = copy / "metrics" / "decoding.py"  # imported by evaluate, not by the steps before
+    target.write_text(target.read_text() + "\n# an uncommitted edit\n")
+    edited = _main_in(copy, **kwargs)
+    assert sorted(r.data.tags["sbd.entry_point"] for r in _child_runs(edited)) == \
+        ["evaluate", "evaluate"]
+    assert mlflow.get_run(edited).data.metrics["main/n_steps_reused"] == 6
+    assert mlflow.load_table("summary.json", run_ids=[edited])["test/wup_top1"].tolist() == \
+        mlflow.load_table("summary.json", run_ids=[cold])["test/wup_top1"].tolist()

@@ -102,16 +102,17 @@ def test_an_uncommitted_source_edit_changes_the_key_and_reruns(mlflow_store, tmp
     shutil.copytree(Path(sbd.__file__).resolve().parent, copy,
                     ignore=shutil.ignore_patterns("__pycache__"))
     hash_of = tracking.source_hash
-    before = hash_of(copy)
+    before = hash_of(root=copy)
     assert before == hash_of()  # the copy hashes like the package itself
-    monkeypatch.setattr(tracking, "source_hash", lambda root=None: hash_of(copy))
+    monkeypatch.setattr(tracking, "source_hash",
+                        lambda module=None, root=None: hash_of(module, copy))
     with mlflow.start_run():
         first, _ = tracking.get_or_run("toy", toy_step, {"x": 11})
         again, reused = tracking.get_or_run("toy", toy_step, {"x": 11})
         assert reused and again == first
         target = copy / "decoding" / "ridge.py"
         target.write_text(target.read_text() + "\n# an uncommitted edit\n")
-        assert hash_of(copy) != before
+        assert hash_of(root=copy) != before
         edited, reused = tracking.get_or_run("toy", toy_step, {"x": 11})
     assert not reused and edited != first
-    assert mlflow.get_run(edited).data.tags[tracking.SOURCE_TAG] == hash_of(copy)
+    assert mlflow.get_run(edited).data.tags[tracking.SOURCE_TAG] == hash_of(root=copy)
