@@ -103,6 +103,34 @@ def test_evaluate_end_to_end(phantom_features, mlflow_store, register_decoder, t
     assert m["baseline/paper/gain_wup_top1"] == pytest.approx(
         m["test/wup_top1"] - m["baseline/paper/wup_top1"])
     assert "figures/test_vs_paper.png" in arts
+    _check_field_metrics(client, run_id, m, arts, tmp_path)
+
+
+def _check_field_metrics(client, run_id, m, arts, tmp_path):
+    """The field's metrics: rank-1 images are the stimuli (at 64 px), so near their
+    maximum; every one with its chance level and CI; the table, figure and skip list."""
+    assert m["test/gen/n_field_samples"] == 10
+    assert m["test/gen/pixcorr"] > 0.9 and m["test/gen/pixcorr_chance"] < 0.5
+    assert m["test/gen/ssim"] > m["test/gen/ssim_ci_low"] > m["test/gen/ssim_chance"]
+    assert m["test/gen/nway_top1"] > 0.8 and m["test/gen/nway_top1_chance"] == pytest.approx(0.02)
+    for key in ("pixcorr", "ssim", "nway_top1", "nway_top1_max"):
+        assert m[f"test/gen/{key}_ci_low"] <= m[f"test/gen/{key}"] <= m[f"test/gen/{key}_ci_high"]
+        assert f"baseline/nearest_bank/gen/{key}" in m
+    assert client.get_run(run_id).data.tags["sbd.field_classifier"] == "efficientnet-lite2"
+    for name in ("field_metrics", "field_metrics_ci", "field_metrics_skipped"):
+        assert f"tables/{name}.csv" in arts
+    assert "figures/field_metrics.png" in arts
+    local = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="tables",
+                                                dst_path=str(tmp_path / "field"))
+    table = pd.read_csv(f"{local}/field_metrics.csv")
+    assert list(table["method"]) == ["sbd", "nearest bank image", "chance"]
+    assert table.loc[0, "PixCorr"] == pytest.approx(m["test/gen/pixcorr"])
+    skipped = pd.read_csv(f"{local}/field_metrics_skipped.csv")
+    # no weights are cached here: every feature space is skipped, each with its reason
+    assert set(skipped["space"]) <= {"alex2", "alex5", "incep", "clip", "effnet", "swav"}
+    assert skipped["reason"].str.len().gt(10).all()
+    for space in set(skipped["space"]) & {"alex2", "incep", "effnet", "swav"}:
+        assert f"test/gen/{space}" not in m
 
 
 def test_evaluate_refuses_a_generation_run_of_other_data(phantom_features):

@@ -52,7 +52,8 @@ __all__ = ["SPACES", "METRICS", "WeightsMissing", "FeatureSpace", "LoadedSpace",
            "MetricResult", "load_spaces", "load_classifier", "two_way_identification",
            "retrieval_top1", "correlation_distance", "pixcorr", "ssim_scores", "nway_top1",
            "bootstrap_ci", "FieldScorer", "field_table", "plot_field_table",
-           "nearest_bank_images", "metric_dict"]
+           "nearest_bank_images", "metric_dict", "generated_images", "FieldEvaluation",
+           "evaluate_field"]
 
 PIXEL_SIZE = 425
 FEATURE_SIZE = 224
@@ -691,3 +692,57 @@ def nearest_bank_images(pred_features: np.ndarray, bank, k: int = 1) -> list[lis
     root = Path(str(bank.attrs.get("root", "")))
     paths = bank.paths
     return [[root / str(paths[j]) for j in row] if ok[i] else [] for i, row in enumerate(best)]
+
+
+def generated_images(table: pd.DataFrame, image_ids: Sequence[str], rank: int = 1
+                     ) -> list[list[Path]]:
+    """The rank-``rank`` images of each test sample from a generation table
+    (:func:`sbd.metrics.generation.load_generation`: ``image_id``, ``local_paths``,
+    ``ranks``), in the order of ``image_ids``: n lists (empty where the sample has none)."""
+    by: dict[str, list[Path]] = {}
+    for image_id, local, ranks in zip(table["image_id"], table["local_paths"], table["ranks"]):
+        by.setdefault(str(image_id), []).extend(p for p, r in zip(local, ranks) if r == rank)
+    return [list(by.get(str(i), [])) for i in image_ids]
+
+
+@dataclass
+class FieldEvaluation:
+    """Result of :func:`evaluate_field`: ``rows`` method → metric → result; ``table`` (wide,
+    the peers' layout, with a chance row) and ``long`` (one row per method × metric, with
+    CIs) of :func:`field_table`; ``skipped`` space or ``classifier`` → reason;
+    ``classifier`` the n-way classifier's name ("" when none)."""
+
+    rows: dict[str, dict[str, MetricResult]]
+    table: pd.DataFrame
+    long: pd.DataFrame
+    skipped: dict[str, str] = field(default_factory=dict)
+    classifier: str = ""
+
+
+def evaluate_field(stimuli: Sequence, wnids: Sequence[str], methods: dict[str, Sequence[Sequence]],
+                   spaces: dict[str, LoadedSpace] | None = None,
+                   classifier: Classifier | None | str = "auto", seed: int = 0,
+                   n_boot: int = 1000) -> FieldEvaluation:
+    """The field's metrics of each method's images against the stimuli.
+
+    Parameters
+    ----------
+    stimuli : (n,) stimulus images (PIL or paths); wnids : (n,) their true wnids
+    methods : method name → n lists of images (PIL or paths), one list per test sample
+    spaces : loaded feature spaces; None: :func:`load_spaces` (absent weights skipped)
+    classifier : a :class:`Classifier`, None (no n-way metrics) or "auto"
+        (:func:`load_classifier`)
+    """
+    skipped: dict[str, str] = {}
+    if spaces is None:
+        spaces, skipped = load_spaces()
+    if isinstance(classifier, str):
+        try:
+            classifier = load_classifier()
+        except WeightsMissing as err:
+            classifier, skipped["classifier"] = None, str(err)
+    scorer = FieldScorer(stimuli, wnids, spaces, classifier, n_boot=n_boot, seed=seed)
+    rows = {name: scorer.score(images) for name, images in methods.items()}
+    table, long = field_table(rows)
+    return FieldEvaluation(rows, table, long, skipped,
+                           classifier.name if classifier is not None else "")

@@ -13,6 +13,15 @@ test split, and separately on the imagery split when the data has one:
   (the same metric set), ``baseline/paper/gain_wup_top1`` and ``…/gain_top5_acc`` (decoder
   minus paper), and its labels in the sample table (``paper_top1_wnid``,
   ``paper_wup_top1``);
+- the field's image metrics (:mod:`sbd.metrics.field`: PixCorr, SSIM, 2-way identification
+  in AlexNet/InceptionV3/CLIP, EffNet-B1/SwAV distances, MinD-Vis's 50-way top-1, MindEye's
+  retrieval) of the rank-1 generated images, ``test/gen/<metric>`` with ``_chance``,
+  ``_ci_low``/``_ci_high`` (95 % bootstrap over test samples) and ``_n``, and of the nearest
+  bank images to the predicted features (a reconstruction-by-retrieval baseline, also
+  without a generation run): ``baseline/nearest_bank/gen/*``; the table
+  ``tables/field_metrics.{json,csv}`` (rows = methods and chance, columns = metrics),
+  ``tables/field_metrics_ci.{json,csv}`` (with CIs), ``tables/field_metrics_skipped.*``
+  (feature spaces whose weights are not cached, and why), ``figures/field_metrics.png``;
 - tables ``tables/<split>_samples.{json,csv}`` (one row per sample) and
   ``tables/<split>_categories.{json,csv}`` (one row per true category);
 - figures ``figures/test_vs_paper.png`` (decoder, paper, chance),
@@ -128,7 +137,9 @@ def _log_figures(split: str, ev: DecodingEvaluation, categories: pd.DataFrame) -
 
 
 def _evaluate_split(model: Any, sample, true_features: np.ndarray | None, label_set,
-                    n_chance: int, seed: int, prefix: str) -> DecodingEvaluation:
+                    n_chance: int, seed: int, prefix: str
+                    ) -> tuple[DecodingEvaluation, np.ndarray]:
+    """The split's evaluation and the decoder's predicted features (n, D)."""
     ranked, names, pred = predict(model, sample.voxels)
     if true_features is not None and true_features.shape != pred.shape:
         raise ValueError(f"Predicted features {pred.shape} and true features {true_features.shape} "
@@ -143,7 +154,7 @@ def _evaluate_split(model: Any, sample, true_features: np.ndarray | None, label_
     s.insert(4, "decoded_names", [";".join(n) for n in names])
     s.insert(6, "top1_name", [n[0] for n in names])
     s["lcs_wnid"], s["lcs_name"] = lcs, lcs_names
-    return ev
+    return ev, pred
 
 
 def _log_against_paper(metrics: dict[str, float]) -> None:
@@ -178,6 +189,48 @@ def _paper_baseline(root: Path, subject: int, roi: str, backbone: str, test, tes
     for m in ("wup_top1", "top5_acc"):
         out[f"baseline/paper/gain_{m}"] = ev.metrics[f"test/{m}"] - base.metrics[
             f"baseline/paper/{m}"]
+    return out
+
+
+def _field_metrics(root: Path, backbone: str, test, have: np.ndarray,
+                   gen_table: pd.DataFrame | None, pred: np.ndarray, seed: int,
+                   tmp: Path) -> dict[str, float]:
+    """The field's metrics (:mod:`sbd.metrics.field`) of sbd's rank-1 generated images and
+    of the nearest bank images to the predicted features, on the test samples that have a
+    stimulus image (and, with a generation run, a rank-1 image): ``test/gen/*`` and
+    ``baseline/nearest_bank/gen/*``, the table, its CIs, its figure and what was skipped."""
+    import matplotlib.pyplot as plt
+
+    from sbd.data import god
+    from sbd.features.bank import FeatureBank
+    from sbd.metrics import field
+
+    stimuli, _ = god.stimulus_paths(root, test.image_ids, "test")
+    gen = (field.generated_images(gen_table, test.image_ids) if gen_table is not None
+           else [[None]] * len(stimuli))
+    keep = [i for i in range(len(stimuli)) if have[i] and stimuli[i] is not None and gen[i]]
+    n_slots = min(len(gen[i]) for i in keep) if gen_table is not None and keep else 1
+    with FeatureBank(features_file(root, backbone, "bank")) as bank:
+        nearest = field.nearest_bank_images(pred[keep], bank, k=n_slots)
+    methods = {"nearest bank image": nearest}
+    if gen_table is not None:
+        methods = {"sbd": [gen[i] for i in keep], **methods}
+    result = field.evaluate_field([stimuli[i] for i in keep], [test.wnids[i] for i in keep],
+                                  methods, seed=seed)
+    mlflow.set_tags({"sbd.field_classifier": result.classifier or "none",
+                     "sbd.field_skipped": ", ".join(result.skipped) or "none"})
+    _log_table(result.table, "field_metrics", tmp)
+    _log_table(result.long, "field_metrics_ci", tmp)
+    _log_table(pd.DataFrame({"space": list(result.skipped), "reason": list(result.skipped.values())},
+                            columns=["space", "reason"]), "field_metrics_skipped", tmp)
+    fig = field.plot_field_table(result.long, result.skipped,
+                                 title=f"The field's metrics ({len(keep)} test samples)")
+    mlflow.log_figure(fig, "figures/field_metrics.png")
+    plt.close(fig)
+    out = {"test/gen/n_field_samples": float(len(keep))}
+    if "sbd" in result.rows:
+        out.update(field.metric_dict(result.rows["sbd"], "test/gen/"))
+    out.update(field.metric_dict(result.rows["nearest bank image"], "baseline/nearest_bank/gen/"))
     return out
 
 
@@ -245,10 +298,11 @@ def run(decoder: str = "", dataset: str = "phantom", data_dir: str = "", subject
                         "(feature identification, generated-image metrics).",
                         int((~have).sum()), len(have), np.asarray(test.image_ids)[~have][0])
 
-        ev = _evaluate_split(model, test, test_feats, label_set, n_chance, seed, "test/")
+        ev, pred = _evaluate_split(model, test, test_feats, label_set, n_chance, seed, "test/")
         metrics.update(ev.metrics)
         metrics.update(_paper_baseline(root, subject, roi, backbone, test, test_feats, label_set,
                                        n_chance, seed, ev))
+        gen_table = None
         if generate_run:
             _check_generation_run(generate_run, dataset, subject, roi)
             gen_table = load_generation(generate_run, tmp / "generation")
@@ -257,6 +311,8 @@ def run(decoder: str = "", dataset: str = "phantom", data_dir: str = "", subject
             metrics.update(gen_metrics)
             ev.samples["judge2afc"] = per_sample
             _copy_overview(generate_run, tmp)
+        if have.sum() >= 2:
+            metrics.update(_field_metrics(root, backbone, test, have, gen_table, pred, seed, tmp))
         splits = {"test": ev}
 
         try:
@@ -266,7 +322,8 @@ def run(decoder: str = "", dataset: str = "phantom", data_dir: str = "", subject
             imagery = None
         if imagery is not None:
             feats = _imagery_features(test.image_ids, test.wnids, test_feats, imagery.wnids)
-            ev_im = _evaluate_split(model, imagery, feats, label_set, n_chance, seed, "imagery/")
+            ev_im, _ = _evaluate_split(model, imagery, feats, label_set, n_chance, seed,
+                                       "imagery/")
             metrics.update(ev_im.metrics)
             splits["imagery"] = ev_im
 

@@ -30,7 +30,9 @@ SUMMARY_METRICS = ("test/wup_top1", "baseline/paper/wup_top1", "test/wup_best_to
                    "test/wup_chance", "test/wup_p", "test/top1_acc", "test/top5_acc",
                    "baseline/paper/top5_acc", "test/top5_chance", "test/ident2_acc",
                    "baseline/paper/ident2_acc", "test/ident10_acc", "test/ident50_acc",
-                   "test/feature_r", "test/judge2afc_acc")
+                   "test/feature_r", "test/judge2afc_acc", "test/gen/pixcorr", "test/gen/ssim",
+                   "test/gen/alex2", "test/gen/alex5", "test/gen/incep", "test/gen/clip",
+                   "test/gen/effnet", "test/gen/swav", "test/gen/nway_top1", "test/gen/retrieval_fwd")
 
 
 def _split(text: str | list | tuple, what: str, valid: tuple[str, ...] | None = None) -> list[str]:
