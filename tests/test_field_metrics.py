@@ -236,3 +236,12 @@ def test_nearest_bank_images(tmp_path):
             field.nearest_bank_images(pred[:, :3], bank)
     assert near[0][0] == tmp_path / "w/7.png" and near[1][0] == tmp_path / "w/21.png"
     assert len(near[0]) == 2 and near[2] == []
+
+
+def test_generated_images_follow_the_test_order():
+    import pandas as pd
+
+    table = pd.DataFrame({"image_id": ["b", "a"],
+                          "local_paths": [["b1.png", "b2.png", "b1x.png"], ["a1.png", "a2.png"]],
+                          "ranks": [[1, 2, 1], [1, 2]]})
+    assert field.generated_images(table, ["a", "b", "c"]) == [["a1.png"], ["b1.png", "b1x.png"], []]

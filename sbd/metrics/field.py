@@ -640,24 +640,27 @@ def plot_field_table(long: pd.DataFrame, skipped: dict[str, str] | None = None,
     by = {(r.method, r.metric): r for r in long.itertuples()}
     cells = []
     for method in methods:
-        row = []
+        row = [method]
         for m in cols:
             r = by.get((method, m.key))
             row.append("—" if r is None else f"{r.value:.3f}\n[{r.ci_low:.3f}, {r.ci_high:.3f}]")
         cells.append(row)
-    cells.append([f"{long.loc[long.metric == m.key, 'chance'].mean():.3f}" for m in cols])
-    header = [f"{m.label} {'↑' if m.higher else '↓'}" for m in cols]
-    fig, ax = plt.subplots(figsize=(1.25 * max(len(cols), 2) + 1.5, 0.7 * len(cells) + 1.4))
+    cells.append(["chance"] + [f"{long.loc[long.metric == m.key, 'chance'].mean():.3f}"
+                               for m in cols])
+    header = ["method"] + [f"{m.label.replace(' (', chr(10) + '(')} {'↑' if m.higher else '↓'}"
+                           for m in cols]
+    fig, ax = plt.subplots(figsize=(1.3 * len(header) + 0.6, 0.6 * len(cells) + 1.8))
     ax.axis("off")
-    tab = ax.table(cellText=cells, rowLabels=methods + ["chance"], colLabels=header,
-                   loc="center", cellLoc="center")
+    tab = ax.table(cellText=cells, colLabels=header, cellLoc="center", bbox=[0, 0.18, 1, 0.72])
     tab.auto_set_font_size(False)
     tab.set_fontsize(7)
-    tab.scale(1, 2.2)
     ax.set_title(title, fontsize=10)
     if skipped:
-        note = "not computed: " + "; ".join(f"{k} ({v[:60]})" for k, v in skipped.items())
-        fig.text(0.01, 0.01, note, fontsize=6, wrap=True, va="bottom")
+        import textwrap
+
+        note = "not computed: " + "; ".join(f"{k} ({v})" for k, v in skipped.items())
+        fig.text(0.01, 0.01, "\n".join(textwrap.wrap(note, int(18 * len(header)))),
+                 fontsize=6, va="bottom")
     return fig
 
 
