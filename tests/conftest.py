@@ -287,3 +287,39 @@ def _pickled_files(model_uri: str, dst: Path) -> list[str]:
 def pickled_files(tmp_path):
     """``pickled_files(model_uri)``: the pickled files in a logged model's folder."""
     return lambda uri: _pickled_files(uri, tmp_path / f"model-{abs(hash(uri))}")
+
+
+# --- a lab's shared services (tests marked ``lab``; see tests/lab_services.py) -------------
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A throw-away PostgreSQL cluster on this machine (``.url(db)``, ``.create_database``);
+    skips, saying why, only when none can be started here."""
+    import lab_services
+
+    try:
+        import psycopg  # noqa: F401  (the driver SQLAlchemy 2.1 uses for postgresql://)
+    except ImportError:
+        pytest.skip("no PostgreSQL driver: pip install -e '.[lab]' (install.sh does)")
+    try:
+        pg = lab_services.start_postgres()
+    except lab_services.Unavailable as err:
+        pytest.skip(f"no PostgreSQL server could be started here: {err}")
+    yield pg
+    pg.stop()
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(postgres, tmp_path_factory):
+    """The URL of a real ``mlflow server`` (PostgreSQL backend store, served artifacts)."""
+    import lab_services
+
+    root = tmp_path_factory.mktemp("mlflow-server")
+    try:
+        backend = postgres.create_database("mlflow")
+        server = lab_services.MlflowServer(backend, root / "artifacts",
+                                           root / "server.log").wait()
+    except lab_services.Unavailable as err:
+        pytest.skip(f"no mlflow server could be started here: {err}")
+    yield server.url
+    server.stop()

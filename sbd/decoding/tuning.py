@@ -43,9 +43,9 @@ import os
 import tempfile
 import warnings
 from collections import OrderedDict
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import optuna
@@ -64,7 +64,8 @@ __all__ = [
     "grouped_folds", "score_predictions", "identification_accuracy", "FoldCache",
     "normalise_params", "params_from_tags", "suggest_params", "evaluate_params",
     "per_target_window", "per_target_alphas",
-    "fit_model", "out_of_fold_predictions", "make_storage", "create_study", "trial_run",
+    "fit_model", "out_of_fold_predictions", "make_storage", "study_lock", "create_study",
+    "trial_run",
     "TuneResult",
     "tune", "log_study_summary",
 ]
@@ -449,9 +450,19 @@ def out_of_fold_predictions(X: np.ndarray, Y: np.ndarray, groups: np.ndarray,
 # the study
 # ---------------------------------------------------------------------------------------
 
+HEARTBEAT_S = 10
+"""Seconds between the heartbeats of a running trial in an RDB study (environment
+variable ``SBD_OPTUNA_HEARTBEAT_S`` overrides; 0 turns heartbeats off).  A trial silent for
+three of them (its worker killed, its machine gone) is marked FAILED by the next worker
+that starts a trial, and queued again once (:data:`MAX_RETRY`)."""
+MAX_RETRY = 1
+
+
 def make_storage(storage: str | None) -> optuna.storages.BaseStorage | None:
     """None/"" → in memory; an RDB URL (``sqlite:///study.db``, ``postgresql://…``) → an
-    RDBStorage (sqlite with a 60 s lock timeout, so several processes can write)."""
+    RDBStorage (sqlite with a 60 s lock timeout, so several processes can write), with
+    heartbeats (:data:`HEARTBEAT_S`): a trial whose worker died is failed and retried
+    (``RetryFailedTrialCallback``) instead of staying RUNNING for ever."""
     if storage in (None, ""):
         return None
     if "://" not in storage:
@@ -460,7 +471,63 @@ def make_storage(storage: str | None) -> optuna.storages.BaseStorage | None:
     kwargs: dict[str, Any] = {}
     if storage.startswith("sqlite"):
         kwargs = {"connect_args": {"timeout": 60}}
-    return optuna.storages.RDBStorage(storage, engine_kwargs=kwargs)
+    heartbeat = int(float(os.environ.get("SBD_OPTUNA_HEARTBEAT_S", HEARTBEAT_S)))
+    if heartbeat <= 0:
+        return optuna.storages.RDBStorage(storage, engine_kwargs=kwargs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        retry = optuna.storages.RetryFailedTrialCallback(max_retry=MAX_RETRY)
+        return optuna.storages.RDBStorage(storage, engine_kwargs=kwargs,
+                                          heartbeat_interval=heartbeat,
+                                          grace_period=3 * heartbeat,
+                                          failed_trial_callback=retry)
+
+
+@contextmanager
+def study_lock(storage: str | None, study_name: str | None) -> Iterator[None]:
+    """Mutual exclusion among the processes working on study ``study_name`` of ``storage``
+    (e.g. around "is the best already registered? else register it", so that the workers
+    of one study register its best once): a PostgreSQL advisory lock, MySQL's GET_LOCK, a
+    file lock beside an sqlite file; a no-op for an in-memory study."""
+    if not storage or not study_name:
+        yield
+        return
+    import hashlib
+
+    import sqlalchemy
+
+    key = int.from_bytes(hashlib.sha256(f"sbd:{study_name}".encode()).digest()[:8], "big",
+                         signed=True)
+    url = sqlalchemy.engine.make_url(storage)
+    if url.get_backend_name() == "sqlite":
+        import fcntl
+
+        with open(f"{url.database or 'optuna'}.{key & 0xFFFFFFFF:08x}.lock", "a") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
+        return
+    engine = sqlalchemy.create_engine(storage, poolclass=sqlalchemy.pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            backend = url.get_backend_name()
+            if backend == "postgresql":
+                conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": key})
+            elif backend == "mysql":
+                conn.execute(sqlalchemy.text("SELECT GET_LOCK(:k, -1)"), {"k": str(key)})
+            else:
+                logger.warning("no lock for %s storages: workers may register twice", backend)
+            try:
+                yield
+            finally:
+                if backend == "postgresql":
+                    conn.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+                elif backend == "mysql":
+                    conn.execute(sqlalchemy.text("SELECT RELEASE_LOCK(:k)"), {"k": str(key)})
+    finally:
+        engine.dispose()
 
 
 def _study_attrs(X: np.ndarray, Y: np.ndarray, objective: str, n_splits: int, n_way: int

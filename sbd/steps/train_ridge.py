@@ -65,13 +65,44 @@ def run(dataset: str = "phantom", data_dir: str = "", subject: int = 1, roi: str
             metadata={"dataset": dataset, "subject": int(subject), "roi": roi,
                       "backbone": backbone})
         score = result.best_scores[REGISTRY_METRIC]
-        version, champion = ridge_model.register_ridge_model(
-            info.model_uri, dataset, subject, roi, backbone, score, result.best_params,
-            n_voxels=X.shape[1],
-            extra_tags={"val_metric": f"val/{REGISTRY_METRIC}", "objective": objective,
-                        "n_voxels_kept": int(model.support_.size), "run_id": active.info.run_id,
-                        "val_r": result.best_scores["r"]})
-        uri = f"models:/{version.name}/{version.version}"
+        best_trial = result.study.best_trial.number
+        # workers of one shared study register its best once: the first to finish does,
+        # a later one whose best is the same trial points to that version
+        with tuning.study_lock(storage, study_name):
+            found = _registered_best(model_name("ridge", dataset, subject, roi), study_name,
+                                     best_trial) if storage else None
+            if found is not None:
+                uri, champion = found
+                log.info("train_ridge: the study's best (trial %d) is registered already",
+                         best_trial)
+            else:
+                study_tags = ({"optuna_study": study_name, "optuna_trial": best_trial}
+                              if storage else {})
+                version, champion = ridge_model.register_ridge_model(
+                    info.model_uri, dataset, subject, roi, backbone, score, result.best_params,
+                    n_voxels=X.shape[1],
+                    extra_tags={"val_metric": f"val/{REGISTRY_METRIC}", "objective": objective,
+                                "n_voxels_kept": int(model.support_.size),
+                                "run_id": active.info.run_id, "val_r": result.best_scores["r"],
+                                **study_tags})
+                uri = f"models:/{version.name}/{version.version}"
         mlflow.set_tags(tracking.model_tags("ridge", uri, champion))
         log.info("train_ridge: registered %s (champion: %s)", uri, champion)
         return active.info.run_id
+
+
+def _registered_best(name: str, study_name: str, trial: int) -> tuple[str, bool] | None:
+    """``(models:/name/version, is champion)`` of the version registered for ``trial`` of
+    study ``study_name``, or None."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        versions = mlflow.MlflowClient().search_model_versions(
+            f"name = '{name}' and tags.optuna_study = '{study_name}' "
+            f"and tags.optuna_trial = '{trial}'")
+    except MlflowException:  # no such model yet
+        return None
+    if not versions:
+        return None
+    mv = min(versions, key=lambda v: int(v.version))
+    return f"models:/{mv.name}/{mv.version}", "champion" in (mv.aliases or [])
