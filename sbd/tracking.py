@@ -32,6 +32,8 @@ GENERATOR_TAG = "sbd.generator"
 GENERATE_RUN_TAG = "sbd.generate_run"
 MODEL_ID_TAG = "sbd.model_id"
 OBJECTIVE_TAG = "sbd.objective"
+RIDGE_PARAMS_SOURCE_TAG = "sbd.ridge_params_source"
+DECODER_VERSION_TAG = "sbd.decoder_version"
 
 
 def chain_tags(dataset: str, subject: int | str | None = None, roi: str | None = None,
@@ -75,26 +77,28 @@ SOURCE_TAG = "sbd.source_sha"
 
 
 def source_hash(module: str | None = None, root: str | Path | None = None) -> str:
-    """A hash of the code that runs: by relative path and content, the files of the ``sbd``
-    package (``root``, default the imported package's folder) that ``module`` imports,
-    directly or not, lazy imports included (the import graph of ``grimp``, the engine of
-    import-linter), plus ``module`` itself and the data files of those packages; every
-    file of the package when ``module`` is None or outside it.  Unlike the git commit it
-    sees uncommitted edits, so a dirty tree gets its own cache key, and an edit reruns
-    only the steps whose code it touches."""
+    """A hash of the code that runs: the files :func:`source_files` lists for ``module`` (the
+    package files it imports, directly or not), by relative path and content.  Unlike the
+    git commit it sees uncommitted edits, so a dirty tree gets its own cache key, and an
+    edit reruns only the steps whose code it touches."""
     import hashlib
 
     root = Path(root) if root is not None else Path(sbd.__file__).resolve().parent
-    files = _source_files(root, module)
     h = hashlib.sha256()
-    for path in files:
+    for path in source_files(module, root):
         h.update(path.relative_to(root).as_posix().encode() + b"\0")
         h.update(path.read_bytes() + b"\0")
     return h.hexdigest()[:16]
 
 
-def _source_files(root: Path, module: str | None) -> list[Path]:
-    """The files :func:`source_hash` covers, sorted (see there)."""
+def source_files(module: str | None = None, root: str | Path | None = None) -> list[Path]:
+    """The files of the package (``root``, default the imported ``sbd``'s folder) that
+    importing ``module`` runs or reads, sorted: its module, every module it imports directly
+    or not (lazy imports included; grimp's import graph), the ``__init__`` of every package
+    on the way (Python runs them) with what they import, and those packages' data files.
+    Every file of the package when ``module`` is None or outside it.  What
+    :func:`source_hash` hashes, and the code a registered model ships."""
+    root = Path(root) if root is not None else Path(sbd.__file__).resolve().parent
     every = sorted(p for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts
                    and p.suffix not in (".pyc", ".pyo"))
     package = root.name
@@ -105,8 +109,14 @@ def _source_files(root: Path, module: str | None) -> list[Path]:
     graph = grimp.build_graph(package, cache_dir=None)
     if module not in graph.modules:
         return every
-    modules = graph.find_upstream_modules(module) | {module}
-    folders = {root.joinpath(*m.split(".")[1:]) for m in modules}  # packages among them
+    modules: set[str] = set()
+    todo = {module}
+    while todo:  # close over imports and the packages that hold each module
+        name = todo.pop()
+        modules.add(name)
+        parents = {name.rsplit(".", i)[0] for i in range(1, name.count(".") + 1)}
+        todo |= (graph.find_upstream_modules(name) | parents) - modules
+    folders = {root.joinpath(*m.split(".")[1:]) for m in modules}
     keep = []
     for path in every:
         rel = path.relative_to(root).with_suffix("")

@@ -237,10 +237,17 @@ def test_models_hold_no_pickle_and_load_in_a_fresh_process(tiny_decoder, pickled
     code = ("import sys, mlflow, numpy as np, pandas as pd\n"
             "X = np.load(sys.argv[2])\n"
             "df = pd.DataFrame(X, columns=[f'v{i}' for i in range(X.shape[1])])\n"
-            "print(mlflow.pyfunc.load_model(sys.argv[1]).predict(df).to_json())\n")
+            "out = mlflow.pyfunc.load_model(sys.argv[1]).predict(df).to_json()\n"
+            "print(sys.modules['sbd'].__file__)\n"
+            "print(out)\n")
     out = subprocess.run([sys.executable, "-c", code, uri, str(tmp_path / "x.npy")],
                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
+    # it ran the code shipped with the model (only what the model imports), not the checkout's
+    shipped = Path(mlflow.artifacts.download_artifacts(f"{uri}/code", dst_path=str(tmp_path)))
+    assert "/code/sbd/" in out.stdout.splitlines()[-2]
+    assert (shipped / "sbd" / "registry" / "decoder_model.py").is_file()
+    assert not (shipped / "sbd" / "humaneval").exists() and not (shipped / "sbd" / "steps").exists()
     want = mlflow.pyfunc.load_model(uri).predict(
         pd.DataFrame(X, columns=[f"v{i}" for i in range(N_VOXELS)]))
     got = pd.read_json(io.StringIO(out.stdout.strip().splitlines()[-1]))

@@ -12,6 +12,9 @@ from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 
+import sbd
+from sbd.tracking import source_files
+
 KINDS = ("ridge", "knn", "decoder")
 SCORE_TAG = "val_score"
 CANDIDATE = "candidate"
@@ -107,6 +110,21 @@ def resolve_model_version(uri: str, step: str = "") -> tuple[str, dict[str, str]
         raise LookupError(f"No registered model version {uri!r} ({what}){hint}.") from e
     return (f"models:/{mv.name}/{mv.version}",
             {**dict(mv.tags), "name": mv.name, "version": str(mv.version)})
+
+
+def copy_package(dest: Path, module: str) -> Path:
+    """A copy, in ``dest/sbd``, of the part of the ``sbd`` package that importing ``module``
+    needs (:func:`sbd.tracking.source_files`): the ``code_paths`` a registered model ships,
+    not the whole package."""
+    import shutil
+
+    src = Path(sbd.__file__).resolve().parent
+    target = Path(dest) / "sbd"
+    for path in source_files(module, src):
+        out = target / path.relative_to(src)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, out)
+    return target
 
 
 def model_code(folder: str | Path, module: str, cls: str) -> str:

@@ -26,8 +26,7 @@ import numpy as np
 import pandas as pd
 
 from sbd.decoding.decoder import ranked_frame
-from sbd.registry import ridge_model
-from sbd.registry.common import model_code, model_name, register_model_version
+from sbd.registry.common import copy_package, model_code, model_name, register_model_version
 from sbd.registry.knn_model import output_schema, pip_requirements
 from sbd.registry.signatures import checked_signature, input_schema, voxel_schema
 
@@ -88,7 +87,7 @@ def log_decoder_model(ridge_uri: str, knn_uri: str, name: str = "decoder",
                                      columns=[f"v{i}" for i in range(n_voxels)])
     signature, schema_meta = checked_signature(voxel_schema(n_voxels), output_schema(top_k))
     with tempfile.TemporaryDirectory() as tmp:
-        code = ridge_model.copy_package(Path(tmp) / "code")
+        code = copy_package(Path(tmp) / "code", __name__)
         return mlflow.pyfunc.log_model(
             name=name, python_model=model_code(tmp, "sbd.registry.decoder_model", "DecoderModel"),
             artifacts={"ridge": ridge_uri, "knn": knn_uri}, code_paths=[str(code)],

@@ -40,7 +40,7 @@ from sbd.decoding.decoder import ranked_frame
 from sbd.decoding.knn import FeatureNormalizer, InMemoryBank, KNNLabeller
 from sbd.features.bank import FeatureBank
 from sbd.registry import ridge_model
-from sbd.registry.common import model_code
+from sbd.registry.common import copy_package, model_code
 from sbd.registry.signatures import checked_signature, feature_schema, validate_table
 
 __all__ = ["KNNModel", "log_knn_model", "output_schema", "bank_names", "pip_requirements"]
@@ -152,7 +152,7 @@ def log_knn_model(labeller: KNNLabeller, bank_path: str | Path, name: str = "mod
             artifacts["bank"] = str(bank_path)
         signature, schema_meta = checked_signature(feature_schema(cfg["dim"], "double"),
                                                    output_schema(top_k))
-        code = ridge_model.copy_package(tmp / "code")
+        code = copy_package(tmp / "code", __name__)
         script = model_code(tmp, "sbd.registry.knn_model", "KNNModel")
         return mlflow.pyfunc.log_model(name=name, python_model=script, artifacts=artifacts,
                                        code_paths=[str(code)], signature=signature,

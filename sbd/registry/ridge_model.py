@@ -12,7 +12,6 @@ when served).
 from __future__ import annotations
 
 import os
-import shutil
 import tempfile
 from importlib.metadata import version as _dist_version
 from pathlib import Path
@@ -24,10 +23,10 @@ import pandas as pd
 
 import sbd
 from sbd.decoding.ridge import MultiRidge
-from sbd.registry.common import model_code, model_name, register_model_version
+from sbd.registry.common import copy_package, model_code, model_name, register_model_version
 from sbd.registry.signatures import column_names, table_signature, to_table, validate_table
 
-__all__ = ["WEIGHTS", "RidgePyfunc", "save_weights", "load_weights", "pip_requirements", "copy_package",
+__all__ = ["WEIGHTS", "RidgePyfunc", "save_weights", "load_weights", "pip_requirements",
            "log_ridge_model", "register_ridge_model"]
 
 WEIGHTS = "weights"
@@ -91,14 +90,6 @@ def pip_requirements() -> list[str]:
     return [f"{d}=={_dist_version(d)}" for d in dists]
 
 
-def copy_package(dest: Path) -> Path:
-    """A copy of the ``sbd`` package without caches (what ``code_paths`` ships)."""
-    src = Path(sbd.__file__).resolve().parent
-    target = dest / "sbd"
-    shutil.copytree(src, target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    return target
-
-
 def log_ridge_model(model: MultiRidge, name: str = "ridge", input_example: Any = None,
                     metadata: dict[str, Any] | None = None) -> mlflow.models.model.ModelInfo:
     """Log a fitted ``model`` as a pyfunc in the active run; returns its ModelInfo.
@@ -121,7 +112,7 @@ def log_ridge_model(model: MultiRidge, name: str = "ridge", input_example: Any =
             "sbd_version": sbd.__version__, **schema_meta, **(metadata or {})}
     with tempfile.TemporaryDirectory() as tmp:
         weights = save_weights(model, Path(tmp) / WEIGHTS_FILE)
-        code = copy_package(Path(tmp) / "code")
+        code = copy_package(Path(tmp) / "code", __name__)
         script = model_code(tmp, "sbd.registry.ridge_model", "RidgePyfunc")
         return mlflow.pyfunc.log_model(
             name=name, python_model=script, artifacts={WEIGHTS: str(weights)},
