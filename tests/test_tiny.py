@@ -70,7 +70,8 @@ def test_patch_pca_round_trip():
 def test_train_save_load_and_generate(trained, bank, tmp_path):
     pipe, folder = trained
     assert pipe.class_wnids == list(WNIDS) and pipe.info["train_steps"] == 8
-    assert (folder / "unet" / "config.json").exists() and (folder / tiny.CONFIG_NAME).exists()
+    assert {"model_index.json", "unet", "codec", "prototypes", "scheduler"} <= \
+        {f.name for f in folder.iterdir()}
     gen = get_generator("tiny", str(folder), device="cpu")
     a = gen.generate([WNIDS[1], WNIDS[0]], seed=5, n_per_label=2, sample=3)
     assert [len(r) for r in a] == [2, 2] and a[0][0].size == (16, 16)
@@ -80,6 +81,19 @@ def test_train_save_load_and_generate(trained, bank, tmp_path):
     direct = pipe([1], [torch.Generator().manual_seed(0)])[0]
     loaded = tiny.TinyPipeline.from_pretrained(folder)([1], [torch.Generator().manual_seed(0)])[0]
     assert (np.asarray(direct) == np.asarray(loaded)).all()
+    # a diffusers pipeline: diffusers' loader rebuilds every component from the folder
+    from diffusers import DiffusionPipeline
+
+    generic = tiny.TinyPipeline.from_pretrained(folder).to("cpu")
+    assert isinstance(generic, DiffusionPipeline) and generic.class_wnids == list(WNIDS)
+    assert set(generic.components) == {"unet", "codec", "prototypes", "scheduler"}
+    assert isinstance(generic.codec, tiny.PatchPCA) and generic.tiny_config == pipe.tiny_config
+    # a folder of the earlier format is refused, saying what to do
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "sbd_tiny.json").write_text("{}")
+    with pytest.raises(ModelNotFoundError, match="train_tiny"):
+        get_generator("tiny", str(old), device="cpu").generate([WNIDS[0]], seed=0)
     # a wnid outside the classes maps to the nearest one (fish → a fish class), or errors
     dog = "n02084071"
     assert gen.generate([dog], seed=0)[0][0].info["sbd.class_wnid"] in WNIDS

@@ -20,12 +20,12 @@ def find(dataset: str, data_dir: str | Path, preset: str | None = None) -> str |
     """The registered tiny model trained on this bank (and ``preset``, if given), or None.
 
     Among versions of ``sbd-<dataset>-tiny-generator`` tagged with this bank's
-    :func:`~sbd.generate.tiny.bank_signature`: the champion if it is one of them, else the
+    :func:`~sbd.generate.tiny.bank_signature` (and saved in today's pipeline format): the champion if it is one of them, else the
     best ``val_score``. Returns ``models:/name/version``.
     """
     from mlflow.exceptions import MlflowException
 
-    from sbd.generate.tiny import MODEL_NAME, bank_signature
+    from sbd.generate.tiny import MODEL_NAME, PIPELINE_FORMAT, bank_signature
 
     name = MODEL_NAME.format(dataset=dataset)
     client = mlflow.MlflowClient()
@@ -35,6 +35,7 @@ def find(dataset: str, data_dir: str | Path, preset: str | None = None) -> str |
         return None
     sig = bank_signature(data_dir)
     ok = [v for v in versions if v.tags.get("bank_sha") == sig
+          and v.tags.get("format") == PIPELINE_FORMAT
           and (not preset or v.tags.get("preset") == preset)]
     if not ok:
         return None

@@ -4,7 +4,7 @@
 
     pipe = train(data_dir, out_dir, preset="default")        # resumable, tqdm progress
     images = pipe([3, 17], generators=[g1, g2], steps=20, guidance=2.0)
-    pipe.save_pretrained(folder); TinyPipeline.from_pretrained(folder)
+    pipe.save_pretrained(folder); TinyPipeline.from_pretrained(folder).to("cuda")
     figures = evaluate(pipe, data_dir)                        # kNN accuracy of its samples
 
 Design (defaults of :class:`TinyConfig`; each choice measured, see below):
@@ -30,12 +30,14 @@ cropped images gave smooth class-coloured images (Euclidean kNN 1–2%, 2.5–3%
 steps); prototypes 4 / 10 raised the centred kNN from 2% to 6% / 16% (Euclidean 4%).
 Real bank images prepared like the training images reach 69% (the ceiling).
 
-Folder written by :meth:`TinyPipeline.save_pretrained`::
+:class:`TinyPipeline` is a diffusers ``DiffusionPipeline``; its folder
+(:meth:`TinyPipeline.save_pretrained`, written to a temporary name, then renamed)::
 
-    <folder>/unet/                  UNet2DModel.save_pretrained (config + safetensors, EMA weights)
-    <folder>/scheduler/             DDIMScheduler.save_pretrained
-    <folder>/sbd_tiny.safetensors   PCA codec, class maps, prototype weights
-    <folder>/sbd_tiny.json          class wnids (index order), config, training figures
+    <folder>/model_index.json       components, class wnids (index order), config, training figures
+    <folder>/unet/                  UNet2DModel (config + safetensors, EMA weights)
+    <folder>/codec/                 PatchPCA (config + safetensors)
+    <folder>/prototypes/            ClassPrototypes: class maps, prototype weights
+    <folder>/scheduler/             DDIMScheduler
 
 Training writes ``<out_dir>/checkpoint.pt`` (model, EMA, optimiser, step, elapsed time,
 RNG state) every ``checkpoint_every_s`` seconds and resumes from it; the finished model
@@ -50,12 +52,12 @@ Modules: ``config`` (:class:`TinyConfig`, presets), ``data`` (bank images), ``mo
 from __future__ import annotations
 
 from sbd.generate.tiny.config import (
-    CONFIG_NAME, TENSORS_NAME, CHECKPOINT_NAME, IMAGE_CACHE, PREDICTION_TYPES,
+    PIPELINE_FORMAT, CHECKPOINT_NAME, IMAGE_CACHE, PREDICTION_TYPES,
     CLASS_MAP_INITS, MODEL_NAME, PYFUNC_NAME, TinyConfig, PRESETS, resolve_config,
 )
 from sbd.generate.tiny.data import bank_classes, bank_signature, object_box, load_image, load_bank
 from sbd.generate.tiny.model import (
-    PatchPCA, TinyDenoiser, class_prototypes, build_denoiser, build_scheduler,
+    PatchPCA, ClassPrototypes, TinyDenoiser, class_prototypes, build_denoiser, build_scheduler,
 )
 from sbd.generate.tiny.pipeline import TinyPipeline
 from sbd.generate.tiny.train import train
@@ -63,10 +65,10 @@ from sbd.generate.tiny.evaluate import evaluate, sample_sheet
 from sbd.generate.tiny.pyfunc import TinyGeneratorModel, log_model, load_pipeline
 
 __all__ = [
-    "CONFIG_NAME", "TENSORS_NAME", "CHECKPOINT_NAME", "IMAGE_CACHE", "PREDICTION_TYPES",
+    "PIPELINE_FORMAT", "CHECKPOINT_NAME", "IMAGE_CACHE", "PREDICTION_TYPES",
     "CLASS_MAP_INITS", "MODEL_NAME", "PYFUNC_NAME", "TinyConfig", "PRESETS",
     "resolve_config", "bank_classes", "bank_signature", "object_box", "load_image",
-    "load_bank", "PatchPCA", "TinyDenoiser", "class_prototypes", "build_denoiser",
+    "load_bank", "PatchPCA", "ClassPrototypes", "TinyDenoiser", "class_prototypes", "build_denoiser",
     "build_scheduler", "TinyPipeline", "train", "evaluate", "sample_sheet",
     "TinyGeneratorModel", "log_model", "load_pipeline",
 ]

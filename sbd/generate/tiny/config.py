@@ -11,8 +11,9 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 
-CONFIG_NAME = "sbd_tiny.json"
-TENSORS_NAME = "sbd_tiny.safetensors"
+# the tag of registered tiny models saved as a diffusers pipeline folder (model_index.json);
+# versions without it hold the folder format of earlier sbd and are not loaded
+PIPELINE_FORMAT = "diffusers"
 CHECKPOINT_NAME = "checkpoint.pt"
 IMAGE_CACHE = "bank_{size}_crop{crop}.npz"
 PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")

@@ -81,10 +81,10 @@ def evaluate(pipe: TinyPipeline, data_dir: str | Path, n_classes: int = 0, n_per
     nn_lab, _ = knn(gen_f)
     vote = np.array([np.bincount(r[:k], minlength=c).argmax() for r in nn_lab])
     # Ceiling: bank images shrunk to the model's size, nearest other bank image.
-    s = pipe.config.image_size
+    s = pipe.tiny_config.image_size
     n_ceiling = min(500, 5 * len(classes))
     sub = np.arange(0, len(bank_imgs), max(1, len(bank_imgs) // n_ceiling))
-    small = [Image.fromarray(load_image(bank_imgs[i], s, pipe.config.crop)) for i in sub]
+    small = [Image.fromarray(load_image(bank_imgs[i], s, pipe.tiny_config.crop)) for i in sub]
     small_f = embed_images(small, backbone)
     ceil_lab, _ = knn(small_f, exclude=sub)
     return {"knn_top1_acc": float((nn_lab[:, 0] == labels).mean()),

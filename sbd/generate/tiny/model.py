@@ -8,21 +8,25 @@ import math
 
 import torch
 import torch.nn.functional as F
+from diffusers import ConfigMixin, ModelMixin
+from diffusers.configuration_utils import register_to_config
 
 from sbd.generate.tiny.config import TinyConfig
 
 log = logging.getLogger(__name__)
 
 
-class PatchPCA(torch.nn.Module):
+class PatchPCA(ModelMixin, ConfigMixin):
     """A linear autoencoder: each ``patch``×``patch`` RGB patch ↔ its top principal components.
 
     ``encode``: (B, 3, S, S) in [-1, 1] → (B, k, S/p, S/p); ``decode`` inverts it (exactly
     for the kept components). Fitted in seconds by SVD (:meth:`fit`); with ``whiten`` each
     component is scaled to unit variance, so the latent suits a unit-variance diffusion.
     ``patch=1`` with all 3 components is a whitened colour transform of the pixels.
+    A diffusers model: ``save_pretrained`` / ``from_pretrained`` (config + safetensors).
     """
 
+    @register_to_config
     def __init__(self, patch: int, k: int):
         super().__init__()
         self.patch, self.k = int(patch), int(k)
@@ -62,44 +66,73 @@ class PatchPCA(torch.nn.Module):
         return F.fold(patches, (g * self.patch, g * self.patch), self.patch, stride=self.patch)
 
 
-class TinyDenoiser(torch.nn.Module):
-    """``UNet2DModel`` with two class conditionings: an embedding added to the time
-    embedding (the UNet's own ``num_class_embeds``) and a learned spatial map
-    (``class_map_channels`` × grid × grid; K = ``prototypes`` per class) concatenated to the
-    noisy latent. Class ``num_classes`` is the null class of classifier-free guidance.
+class ClassPrototypes(ModelMixin, ConfigMixin):
+    """The class maps of :class:`TinyDenoiser`: ``prototypes`` learned spatial maps per class
+    (``channels`` × ``grid`` × ``grid``) and each class's prototype probabilities; a
+    diffusers model (``save_pretrained`` / ``from_pretrained``).
 
     Parameters
     ----------
-    unet : diffusers.UNet2DModel
-    class_maps : (C * K + 1, m, g, g) tensor or None; row ``c * K + j`` = prototype j of
-        class c, the last row the null class's.
-    proto_weights : (C, K) tensor, each row the probabilities of a class's prototypes.
+    num_classes : C, the real classes (the null class of guidance is row ``C * K``)
+    prototypes : K
+    channels : m, channels of a map; 0 = no maps (the UNet's class embedding only)
+    grid : g, the latent's side
+
+    ``maps`` : (C * K + 1, m, g, g) parameter (absent when m = 0); row ``c * K + j`` =
+    prototype j of class c, the last row the null class's. ``weights`` : (C, K) buffer.
     """
 
-    def __init__(self, unet, class_maps: torch.Tensor | None,
-                 proto_weights: torch.Tensor | None = None):
+    @register_to_config
+    def __init__(self, num_classes: int, prototypes: int = 1, channels: int = 0, grid: int = 8):
         super().__init__()
-        self.unet = unet
+        rows = num_classes * prototypes + 1
+        self.maps = (torch.nn.Parameter(torch.zeros((rows, channels, grid, grid)))
+                     if channels > 0 else None)
+        self.register_buffer("weights", torch.full((num_classes, prototypes), 1.0 / prototypes))
+
+    @classmethod
+    def of(cls, maps: torch.Tensor | None, weights: torch.Tensor) -> "ClassPrototypes":
+        """Prototypes holding ``maps`` (C * K + 1, m, g, g) or None, and ``weights`` (C, K)."""
+        c, k = weights.shape
+        if maps is not None and maps.shape[0] != c * k + 1:
+            raise ValueError(f"class maps have {maps.shape[0]} rows; expected "
+                             f"{c} classes × {k} prototypes + 1.")
+        out = cls(c, k, 0 if maps is None else maps.shape[1],
+                  8 if maps is None else maps.shape[-1])
+        with torch.no_grad():
+            out.weights.copy_(weights.float())
+            if maps is not None:
+                out.maps.copy_(maps)
+        return out
+
+
+class TinyDenoiser(torch.nn.Module):
+    """``UNet2DModel`` with two class conditionings: an embedding added to the time
+    embedding (the UNet's own ``num_class_embeds``) and a learned spatial map
+    (:class:`ClassPrototypes`) concatenated to the noisy latent. Class ``num_classes`` is
+    the null class of classifier-free guidance.
+    """
+
+    def __init__(self, unet, prototypes: ClassPrototypes):
+        super().__init__()
+        self.unet, self.prototypes = unet, prototypes
         self.num_classes = unet.config.num_class_embeds - 1
-        self.class_maps = torch.nn.Parameter(class_maps) if class_maps is not None else None
-        if proto_weights is None:
-            proto_weights = torch.ones((self.num_classes, 1))
-        self.register_buffer("proto_weights", proto_weights.float())
-        k = proto_weights.shape[1]
-        if class_maps is not None and class_maps.shape[0] != self.num_classes * k + 1:
-            raise ValueError(f"class_maps has {class_maps.shape[0]} rows; expected "
-                             f"{self.num_classes} classes × {k} prototypes + 1.")
+        if prototypes.config.num_classes != self.num_classes:
+            raise ValueError(f"The UNet has {self.num_classes} classes (+ null) but the "
+                             f"prototypes {prototypes.config.num_classes}.")
 
     @property
-    def prototypes(self) -> int:
-        return int(self.proto_weights.shape[1])
+    def n_prototypes(self) -> int:
+        return int(self.prototypes.config.prototypes)
 
     def forward(self, z: torch.Tensor, t: torch.Tensor | int, labels: torch.Tensor,
                 protos: torch.Tensor | None = None) -> torch.Tensor:
-        if self.class_maps is not None:
-            rows = labels * self.prototypes + (protos if protos is not None else 0)
-            rows = torch.where(labels >= self.num_classes, self.num_classes * self.prototypes, rows)
-            z = torch.cat([z, self.class_maps[rows]], dim=1)
+        maps = self.prototypes.maps
+        if maps is not None:
+            k = self.n_prototypes
+            rows = labels * k + (protos if protos is not None else 0)
+            rows = torch.where(labels >= self.num_classes, self.num_classes * k, rows)
+            z = torch.cat([z, maps[rows]], dim=1)
         return self.unet(z, t, class_labels=labels).sample
 
 
@@ -178,7 +211,7 @@ def build_denoiser(cfg: TinyConfig, num_classes: int, z: torch.Tensor | None = N
         attention_head_dim=min(32, cfg.channels[-1]), add_attention=cfg.attention,
         num_class_embeds=num_classes + 1)
     if cfg.class_map_channels <= 0:
-        return TinyDenoiser(unet, None), None
+        return TinyDenoiser(unet, ClassPrototypes(num_classes)), None
     k = cfg.prototypes
     gen = torch.Generator().manual_seed(cfg.seed)
     maps = 0.1 * torch.randn((num_classes * k + 1, cfg.class_map_channels, cfg.grid, cfg.grid),
@@ -191,7 +224,7 @@ def build_denoiser(cfg: TinyConfig, num_classes: int, z: torch.Tensor | None = N
             m = min(cfg.class_map_channels, z.shape[1])
             protos, assign, weights = class_prototypes(z, labels, num_classes, k, m)
             maps[:, :m] = protos
-    return TinyDenoiser(unet, maps, weights), assign
+    return TinyDenoiser(unet, ClassPrototypes.of(maps, weights)), assign
 
 
 def build_scheduler(cfg: TinyConfig):

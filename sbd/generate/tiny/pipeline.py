@@ -1,107 +1,90 @@
-""":class:`TinyPipeline`: sampling, save_pretrained / from_pretrained."""
+""":class:`TinyPipeline`: a diffusers ``DiffusionPipeline`` (sampling; ``save_pretrained``,
+``from_pretrained`` and ``.to(device)`` from diffusers)."""
 
 from __future__ import annotations
 
 import copy
-import json
 import logging
 import os
+import shutil
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 import torch
+from diffusers import DDIMScheduler, DiffusionPipeline, UNet2DModel
 from PIL import Image
 from tqdm.auto import tqdm
 
-from sbd.generate.tiny.config import CONFIG_NAME, TENSORS_NAME, TinyConfig, resolve_config
-from sbd.generate.tiny.model import PatchPCA, TinyDenoiser
+from sbd.generate.tiny.config import TinyConfig, resolve_config
+from sbd.generate.tiny.model import ClassPrototypes, PatchPCA, TinyDenoiser
 
 log = logging.getLogger(__name__)
 
 
-class TinyPipeline:
-    """A trained tiny model: denoiser (EMA weights), latent codec, DDIM scheduler, classes.
-
-    Parameters
-    ----------
-    denoiser : TinyDenoiser for ``len(class_wnids)`` classes (+ null)
-    codec : PatchPCA
-    scheduler : diffusers.DDIMScheduler
-    class_wnids : list of str, class-index order
-    config : TinyConfig
-    info : training figures (steps, seconds, loss…)
+class TinyPipeline(DiffusionPipeline):
+    """A trained tiny model as a diffusers pipeline, built as diffusers' ``DiTPipeline`` is:
+    components ``unet`` (EMA weights), ``codec`` (:class:`PatchPCA`), ``prototypes``
+    (:class:`ClassPrototypes`) and ``scheduler`` (DDIM); in its config (``model_index.json``)
+    the class wnids (class-index order), the :class:`TinyConfig` (``tiny_config``) and the
+    training figures (``info``).  ``TinyPipeline.from_pretrained(folder)`` loads a folder
+    written by :meth:`save_pretrained` (``low_cpu_mem_usage`` needs ``accelerate``).
     """
 
-    def __init__(self, denoiser: TinyDenoiser, codec: PatchPCA, scheduler,
-                 class_wnids: Sequence[str], config: TinyConfig,
-                 info: dict[str, Any] | None = None):
-        n = denoiser.unet.config.num_class_embeds
-        if n != len(class_wnids) + 1:
-            raise ValueError(f"Denoiser has {n} class embeddings; expected {len(class_wnids)} "
+    model_cpu_offload_seq = "unet->codec"
+
+    def __init__(self, unet: UNet2DModel, codec: PatchPCA, prototypes: ClassPrototypes,
+                 scheduler: DDIMScheduler, class_wnids: Sequence[str] | None = None,
+                 tiny_config: dict[str, Any] | None = None, info: dict[str, Any] | None = None):
+        super().__init__()
+        wnids = list(class_wnids or [])
+        n = unet.config.num_class_embeds
+        if n != len(wnids) + 1:
+            raise ValueError(f"The UNet has {n} class embeddings; expected {len(wnids)} "
                              "classes + 1 null.")
-        self.denoiser, self.codec, self.scheduler = denoiser.eval(), codec.eval(), scheduler
-        self.class_wnids = list(class_wnids)
-        self.config = config
-        self.info = dict(info or {})
+        self.register_modules(unet=unet, codec=codec, prototypes=prototypes, scheduler=scheduler)
+        self.register_to_config(class_wnids=wnids, tiny_config=dict(tiny_config or {}),
+                                info=dict(info or {}))
+        self.denoiser = TinyDenoiser(unet, prototypes).eval()
+        codec.eval()
+
+    @classmethod
+    def of(cls, denoiser: TinyDenoiser, codec: PatchPCA, scheduler, class_wnids: Sequence[str],
+           config: TinyConfig, info: dict[str, Any] | None = None) -> "TinyPipeline":
+        """The pipeline of a trained ``denoiser`` (its UNet and prototypes) and ``codec``."""
+        return cls(denoiser.unet, codec, denoiser.prototypes, scheduler, class_wnids,
+                   config.to_dict(), info)
+
+    @property
+    def class_wnids(self) -> list[str]:
+        return list(self.config.class_wnids)
+
+    @property
+    def tiny_config(self) -> TinyConfig:
+        return resolve_config(TinyConfig(), **self.config.tiny_config)
+
+    @property
+    def info(self) -> dict[str, Any]:
+        return dict(self.config.info)
 
     @property
     def default_steps(self) -> int:
-        return self.config.sample_steps
+        return self.tiny_config.sample_steps
 
     @property
     def default_guidance(self) -> float:
-        return self.config.guidance
+        return self.tiny_config.guidance
 
-    @property
-    def device(self) -> torch.device:
-        return next(self.denoiser.parameters()).device
-
-    def to(self, device: str | torch.device) -> "TinyPipeline":
-        self.denoiser.to(device)
-        self.codec.to(device)
-        return self
-
-    def save_pretrained(self, folder: str | Path) -> Path:
+    def save_pretrained(self, folder: str | Path, **kwargs: Any) -> Path:
         """Write the pipeline folder (to a temporary name, then renamed into place)."""
-        from safetensors.torch import save_file
-
         folder = Path(folder)
         tmp = folder.with_name(folder.name + ".tmp")
-        if tmp.exists():
-            _rmtree(tmp)
-        self.denoiser.unet.save_pretrained(tmp / "unet")
-        self.scheduler.save_pretrained(tmp / "scheduler")
-        tensors = {f"codec.{k}": v.detach().cpu().contiguous() for k, v in self.codec.state_dict().items()}
-        if self.denoiser.class_maps is not None:
-            tensors["class_maps"] = self.denoiser.class_maps.detach().cpu().contiguous()
-        tensors["proto_weights"] = self.denoiser.proto_weights.detach().cpu().contiguous()
-        save_file(tensors, str(tmp / TENSORS_NAME))
-        meta = {"class_wnids": self.class_wnids, "config": self.config.to_dict(), "info": self.info}
-        (tmp / CONFIG_NAME).write_text(json.dumps(meta, indent=1))
+        shutil.rmtree(tmp, ignore_errors=True)
+        super().save_pretrained(tmp, **kwargs)
         if folder.exists():
-            _rmtree(folder)
+            shutil.rmtree(folder, ignore_errors=True)
         os.replace(tmp, folder)
         return folder
-
-    @classmethod
-    def from_pretrained(cls, folder: str | Path, device: str | torch.device = "cpu") -> "TinyPipeline":
-        from diffusers import DDIMScheduler, UNet2DModel
-        from safetensors.torch import load_file
-
-        folder = Path(folder)
-        meta_file = folder / CONFIG_NAME
-        if not meta_file.exists():
-            raise FileNotFoundError(f"{folder} is not a tiny-model folder (no {CONFIG_NAME}).")
-        meta = json.loads(meta_file.read_text())
-        cfg = resolve_config(TinyConfig(), **meta["config"])
-        tensors = load_file(str(folder / TENSORS_NAME))
-        codec = PatchPCA(cfg.patch, cfg.latent_dim)
-        codec.load_state_dict({k[len("codec."):]: v for k, v in tensors.items() if k.startswith("codec.")})
-        denoiser = TinyDenoiser(UNet2DModel.from_pretrained(folder / "unet"),
-                                tensors.get("class_maps"), tensors.get("proto_weights"))
-        scheduler = DDIMScheduler.from_pretrained(folder / "scheduler")
-        return cls(denoiser, codec, scheduler, meta["class_wnids"], cfg, meta.get("info")).to(device)
 
     @torch.no_grad()
     def sample_tensor(self, class_idx: Sequence[int], generators: Sequence[torch.Generator],
@@ -115,9 +98,9 @@ class TinyPipeline:
         bad = [c for c in class_idx if not 0 <= int(c) < len(self.class_wnids)]
         if bad:
             raise ValueError(f"Class index(es) {bad} out of range 0..{len(self.class_wnids) - 1}.")
-        cfg, dev = self.config, self.device
+        cfg, dev = self.tiny_config, self.device
         shape = (1, cfg.latent_dim, cfg.grid, cfg.grid)
-        weights = self.denoiser.proto_weights.cpu()
+        weights = self.prototypes.weights.cpu()
         protos = torch.as_tensor([int(torch.multinomial(weights[int(c)], 1, generator=g))
                                   if weights.shape[1] > 1 else 0
                                   for c, g in zip(class_idx, generators)], device=dev)
@@ -144,8 +127,3 @@ class TinyPipeline:
         arr = (x.permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)
         return [Image.fromarray(a) for a in arr]
 
-
-def _rmtree(path: Path) -> None:
-    import shutil
-
-    shutil.rmtree(path, ignore_errors=True)

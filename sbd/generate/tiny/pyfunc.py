@@ -13,7 +13,7 @@ import mlflow.pyfunc
 import torch
 
 from sbd.generate.labels import LabelIndex, ModelNotFoundError, image_seed
-from sbd.generate.tiny.config import MODEL_NAME, PYFUNC_NAME
+from sbd.generate.tiny.config import MODEL_NAME, PIPELINE_FORMAT, PYFUNC_NAME
 from sbd.generate.tiny.pipeline import TinyPipeline
 
 log = logging.getLogger(__name__)
@@ -28,7 +28,7 @@ class TinyGeneratorModel(mlflow.pyfunc.PythonModel):
     """
 
     def load_context(self, context):
-        self.pipeline = TinyPipeline.from_pretrained(context.artifacts["pipeline"])
+        self.pipeline = load_pipeline(context.artifacts["pipeline"])
 
     def predict(self, context, model_input, params=None):
         import pandas as pd
@@ -67,7 +67,7 @@ def log_model(pipeline_dir: str | Path, dataset: str, score: float | None = None
     import diffusers
     import pandas
 
-    from sbd.registry.common import model_code, register_model_version
+    from sbd.registry.common import copy_package, model_code, register_model_version
 
     signature = ModelSignature(
         inputs=Schema([ColSpec("string", "wnid")] + [ColSpec("long", c, required=False)
@@ -76,7 +76,8 @@ def log_model(pipeline_dir: str | Path, dataset: str, score: float | None = None
     with tempfile.TemporaryDirectory() as tmp:
         info = mlflow.pyfunc.log_model(
             name=PYFUNC_NAME,
-            python_model=model_code(tmp, "sbd.generate.tiny.pyfunc", "TinyGeneratorModel"),
+            python_model=model_code(tmp, __name__, "TinyGeneratorModel"),
+            code_paths=[str(copy_package(Path(tmp) / "code", __name__))],
             artifacts={"pipeline": str(pipeline_dir)}, signature=signature,
             pip_requirements=[f"torch=={torch.__version__.split('+')[0]}",
                               f"diffusers=={diffusers.__version__}",
@@ -85,7 +86,8 @@ def log_model(pipeline_dir: str | Path, dataset: str, score: float | None = None
         return info.model_uri
     name = MODEL_NAME.format(dataset=dataset)
     mv, _ = register_model_version(info.model_uri, name, score if score is not None else 0.0,
-                                   tags={"dataset": dataset, **(tags or {})})
+                                   tags={"dataset": dataset, "format": PIPELINE_FORMAT,
+                                         **(tags or {})})
     return f"models:/{name}/{mv.version}"
 
 
@@ -103,8 +105,19 @@ def load_pipeline(model_id: str | Path, device: str | torch.device = "cpu") -> T
         folder = Path(local) / "artifacts" / "pipeline"
         if not folder.exists():
             folder = Path(local)
-        return TinyPipeline.from_pretrained(folder, device)
+        return _from_folder(folder, device)
     folder = Path(text).expanduser()
     if not folder.exists():
         raise ModelNotFoundError(f"Tiny model folder {text!r} does not exist.")
-    return TinyPipeline.from_pretrained(folder, device)
+    return _from_folder(folder, device)
+
+
+def _from_folder(folder: Path, device: str | torch.device) -> TinyPipeline:
+    if not (folder / "model_index.json").is_file():
+        raise ModelNotFoundError(
+            f"{folder} is not a tiny pipeline folder (no model_index.json): an earlier sbd "
+            "wrote it; train a new one (mlflow run . -e train_tiny).")
+    import importlib.util
+
+    fast = importlib.util.find_spec("accelerate") is not None  # else diffusers warns each load
+    return TinyPipeline.from_pretrained(folder, low_cpu_mem_usage=fast).to(device)

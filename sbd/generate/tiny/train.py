@@ -7,6 +7,7 @@ import logging
 import math
 import os
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,105 @@ def _loss(cfg: TinyConfig, scheduler, denoiser: TinyDenoiser, z0: torch.Tensor,
     return per.mean()
 
 
+@dataclass
+class _State:
+    """What training carries from step to step, and what a checkpoint holds."""
+
+    denoiser: TinyDenoiser
+    ema: TinyDenoiser
+    opt: torch.optim.Optimizer
+    gen: torch.Generator
+    step: int = 0
+    elapsed: float = 0.0
+    cpu: float = 0.0
+    losses: list = field(default_factory=list)
+
+    def save(self, path: Path, cfg: TinyConfig, wnids: list[str]) -> None:
+        """Write the checkpoint (to a temporary name, then renamed)."""
+        state = {"denoiser": self.denoiser.state_dict(), "ema": self.ema.state_dict(),
+                 "opt": self.opt.state_dict(), "gen": self.gen.get_state(), "step": self.step,
+                 "elapsed": self.elapsed, "cpu": self.cpu, "losses": self.losses,
+                 "config": cfg.to_dict(), "class_wnids": wnids}
+        tmp = path.with_suffix(".tmp")
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+
+    def resume(self, path: Path, cfg: TinyConfig, wnids: list[str]) -> None:
+        """Continue from the checkpoint at ``path``; ValueError when it was written with
+        another configuration or bank.  One of an earlier sbd's model (other parameter
+        names) is passed over: training starts afresh."""
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)  # tensors and plain data only
+        fixed = {k: v for k, v in cfg.to_dict().items() if k not in TinyConfig.RESUMABLE}
+        saved = {k: v for k, v in ckpt["config"].items() if k not in TinyConfig.RESUMABLE}
+        if fixed != saved or ckpt["class_wnids"] != wnids:
+            diff = sorted(k for k in fixed if fixed[k] != saved.get(k))
+            raise ValueError(f"{path} was written with another configuration or bank "
+                             f"(differs in {diff or 'class wnids'}); delete it or use resume=False.")
+        try:
+            self.denoiser.load_state_dict(ckpt["denoiser"])
+            self.ema.load_state_dict(ckpt["ema"])
+        except RuntimeError as err:
+            log.warning("%s holds other parameters than this sbd's model (%s); training from "
+                        "scratch.", path, str(err).splitlines()[0])
+            return
+        self.opt.load_state_dict(ckpt["opt"])
+        self.gen.set_state(ckpt["gen"])
+        self.step, self.elapsed, self.cpu, self.losses = (ckpt["step"], ckpt["elapsed"],
+                                                          ckpt["cpu"], ckpt["losses"])
+        log.info("Resuming tiny training at step %d (%.0f s done).", self.step, self.elapsed)
+
+
+def _lr_at(cfg: TinyConfig, i: int, elapsed: float) -> float:
+    """Linear warm-up, then cosine decay to 10 % over ``max_steps`` (or the steps the time
+    budget allows at the pace so far)."""
+    if i < cfg.warmup:
+        return cfg.lr * (i + 1) / cfg.warmup
+    total = cfg.max_steps
+    if cfg.time_budget_s > 0 and i > cfg.warmup and elapsed > 0:
+        total = min(total, int(i * cfg.time_budget_s / elapsed))
+    frac = min(1.0, (i - cfg.warmup) / max(1, total - cfg.warmup))
+    return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
+
+
+def _encode_bank(data_dir: str | Path, cfg: TinyConfig, out: Path, progress: bool
+                 ) -> tuple[PatchPCA, torch.Tensor, torch.Tensor, list[str], int]:
+    """The bank's images in the codec's latent: the fitted codec, latents (N, k, g, g)
+    (with their mirror images when ``cfg.flip``), labels (N,), class wnids, image count."""
+    images, labels, wnids = load_bank(data_dir, cfg.image_size, cfg.max_per_class, out, progress,
+                                      cfg.crop)
+    x = torch.from_numpy(images).permute(0, 3, 1, 2).float().div_(127.5).sub_(1)
+    y = torch.from_numpy(labels)
+    torch.manual_seed(cfg.seed)
+    codec = PatchPCA(cfg.patch, cfg.latent_dim).fit(x, whiten=cfg.whiten, seed=cfg.seed)
+    views = [x, x.flip(3)] if cfg.flip else [x]
+    with torch.no_grad():
+        z = torch.cat([codec.encode(v[i:i + 512]) for v in views for i in range(0, len(v), 512)])
+    return codec, z, y.repeat(len(views)), wnids, len(images)
+
+
+def _train_step(cfg: TinyConfig, st: _State, scheduler, z_all: torch.Tensor,
+                y_all: torch.Tensor, p_all: torch.Tensor, n_classes: int) -> None:
+    """One optimiser step on a random batch (labels dropped to the null class at rate
+    ``cond_dropout``), then the EMA update."""
+    t0, c0 = time.perf_counter(), time.process_time()
+    idx = torch.randint(0, len(z_all), (cfg.batch_size,), generator=st.gen)
+    z0, y, pr = z_all[idx], y_all[idx].clone(), p_all[idx]
+    if cfg.cond_dropout > 0:
+        y[torch.rand(cfg.batch_size, generator=st.gen) < cfg.cond_dropout] = n_classes
+    for g in st.opt.param_groups:
+        g["lr"] = _lr_at(cfg, st.step, st.elapsed)
+    loss = _loss(cfg, scheduler, st.denoiser, z0, y, st.gen, pr)
+    st.opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(st.denoiser.parameters(), 1.0)
+    st.opt.step()
+    _ema_update(st.ema, st.denoiser, min(cfg.ema_decay, (1 + st.step) / (10 + st.step)))
+    st.step += 1
+    st.losses.append(loss.item())
+    st.elapsed += time.perf_counter() - t0
+    st.cpu += time.process_time() - c0
+
+
 def train(data_dir: str | Path, out_dir: str | Path, preset: str | TinyConfig = "default",
           resume: bool = True, progress: bool = True, max_new_steps: int | None = None,
           **overrides: Any) -> TinyPipeline:
@@ -80,107 +180,40 @@ def train(data_dir: str | Path, out_dir: str | Path, preset: str | TinyConfig = 
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     t_start, c_start = time.perf_counter(), time.process_time()
-    images, labels, wnids = load_bank(data_dir, cfg.image_size, cfg.max_per_class, out, progress,
-                                      cfg.crop)
-    x = torch.from_numpy(images).permute(0, 3, 1, 2).float().div_(127.5).sub_(1)
-    y_all = torch.from_numpy(labels)
+    codec, z_all, y_all, wnids, n_images = _encode_bank(data_dir, cfg, out, progress)
     n_classes = len(wnids)
-
-    torch.manual_seed(cfg.seed)
-    codec = PatchPCA(cfg.patch, cfg.latent_dim).fit(x, whiten=cfg.whiten, seed=cfg.seed)
-    with torch.no_grad():
-        z_all = torch.cat([codec.encode(x[i:i + 512]) for i in range(0, len(x), 512)])
-        if cfg.flip:
-            z_all = torch.cat([z_all] + [codec.encode(x[i:i + 512].flip(3))
-                                         for i in range(0, len(x), 512)])
-            y_all = torch.cat([y_all, y_all])
-    del x
     denoiser, p_all = build_denoiser(cfg, n_classes, z_all, y_all)
-    denoiser.train()
-    if p_all is None:
-        p_all = torch.zeros_like(y_all)
-    ema = copy.deepcopy(denoiser).eval().requires_grad_(False)
+    p_all = torch.zeros_like(y_all) if p_all is None else p_all
+    st = _State(denoiser.train(), copy.deepcopy(denoiser).eval().requires_grad_(False),
+                torch.optim.AdamW(denoiser.parameters(), lr=cfg.lr, weight_decay=0.0),
+                torch.Generator().manual_seed(cfg.seed))
     scheduler = build_scheduler(cfg)
-    opt = torch.optim.AdamW(denoiser.parameters(), lr=cfg.lr, weight_decay=0.0)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    step, elapsed, cpu_used, losses = 0, 0.0, 0.0, []
     prep_s, prep_cpu = time.perf_counter() - t_start, time.process_time() - c_start
-
     ckpt_path = out / CHECKPOINT_NAME
     if resume and ckpt_path.exists():
-        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)  # tensors and plain data only
-        fixed = {k: v for k, v in cfg.to_dict().items() if k not in TinyConfig.RESUMABLE}
-        saved = {k: v for k, v in ckpt["config"].items() if k not in TinyConfig.RESUMABLE}
-        if fixed != saved or ckpt["class_wnids"] != wnids:
-            diff = sorted(k for k in fixed if fixed[k] != saved.get(k))
-            raise ValueError(f"{ckpt_path} was written with another configuration or bank "
-                             f"(differs in {diff or 'class wnids'}); delete it or use resume=False.")
-        denoiser.load_state_dict(ckpt["denoiser"])
-        ema.load_state_dict(ckpt["ema"])
-        opt.load_state_dict(ckpt["opt"])
-        gen.set_state(ckpt["gen"])
-        step, elapsed, cpu_used, losses = ckpt["step"], ckpt["elapsed"], ckpt["cpu"], ckpt["losses"]
-        log.info("Resuming tiny training at step %d (%.0f s done).", step, elapsed)
-
-    def save_checkpoint() -> None:
-        state = {"denoiser": denoiser.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
-                 "gen": gen.get_state(), "step": step, "elapsed": elapsed, "cpu": cpu_used,
-                 "losses": losses, "config": cfg.to_dict(), "class_wnids": wnids}
-        tmp = ckpt_path.with_suffix(".tmp")
-        torch.save(state, tmp)
-        os.replace(tmp, ckpt_path)
-
-    def lr_at(i: int) -> float:
-        if i < cfg.warmup:
-            return cfg.lr * (i + 1) / cfg.warmup
-        total = cfg.max_steps
-        if cfg.time_budget_s > 0 and i > cfg.warmup and elapsed > 0:
-            total = min(total, int(i * cfg.time_budget_s / elapsed))
-        frac = min(1.0, (i - cfg.warmup) / max(1, total - cfg.warmup))
-        return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
-
-    first_step = step
-
-    def done() -> bool:
-        return (step >= cfg.max_steps or (cfg.time_budget_s > 0 and elapsed >= cfg.time_budget_s)
-                or (max_new_steps is not None and step - first_step >= max_new_steps))
-
-    bar = tqdm(total=cfg.max_steps if not cfg.time_budget_s else None, initial=step,
+        st.resume(ckpt_path, cfg, wnids)
+    stop_at = cfg.max_steps if max_new_steps is None else min(cfg.max_steps,
+                                                                st.step + max_new_steps)
+    bar = tqdm(total=cfg.max_steps if not cfg.time_budget_s else None, initial=st.step,
                desc="tiny: training", unit="step", disable=not progress)
     last_ckpt = time.perf_counter()
-    while not done():
-        t0, c0 = time.perf_counter(), time.process_time()
-        idx = torch.randint(0, len(z_all), (cfg.batch_size,), generator=gen)
-        z0, y, pr = z_all[idx], y_all[idx].clone(), p_all[idx]
-        if cfg.cond_dropout > 0:
-            y[torch.rand(cfg.batch_size, generator=gen) < cfg.cond_dropout] = n_classes
-        for g in opt.param_groups:
-            g["lr"] = lr_at(step)
-        loss = _loss(cfg, scheduler, denoiser, z0, y, gen, pr)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(denoiser.parameters(), 1.0)
-        opt.step()
-        _ema_update(ema, denoiser, min(cfg.ema_decay, (1 + step) / (10 + step)))
-        step += 1
-        losses.append(loss.item())
-        elapsed += time.perf_counter() - t0
-        cpu_used += time.process_time() - c0
+    while st.step < stop_at and not (cfg.time_budget_s > 0 and st.elapsed >= cfg.time_budget_s):
+        _train_step(cfg, st, scheduler, z_all, y_all, p_all, n_classes)
         bar.update(1)
-        if step % 10 == 0:
-            bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}", s=f"{elapsed:.0f}")
+        if st.step % 10 == 0:
+            bar.set_postfix(loss=f"{np.mean(st.losses[-50:]):.4f}", s=f"{st.elapsed:.0f}")
         if cfg.checkpoint_every_s > 0 and time.perf_counter() - last_ckpt > cfg.checkpoint_every_s:
-            save_checkpoint()
+            st.save(ckpt_path, cfg, wnids)
             last_ckpt = time.perf_counter()
     bar.close()
     if cfg.checkpoint_every_s > 0 or ckpt_path.exists():
-        save_checkpoint()
-    info = {"train_steps": step, "train_seconds": round(elapsed, 1),
-            "train_cpu_seconds": round(cpu_used, 1), "prep_seconds": round(prep_s, 1),
+        st.save(ckpt_path, cfg, wnids)
+    info = {"train_steps": st.step, "train_seconds": round(st.elapsed, 1),
+            "train_cpu_seconds": round(st.cpu, 1), "prep_seconds": round(prep_s, 1),
             "prep_cpu_seconds": round(prep_cpu, 1), "threads": torch.get_num_threads(),
-            "final_loss": float(np.mean(losses[-100:])) if losses else float("nan"),
-            "n_classes": n_classes, "n_images": int(len(images)),
+            "final_loss": float(np.mean(st.losses[-100:])) if st.losses else float("nan"),
+            "n_classes": n_classes, "n_images": n_images,
             "n_params": int(sum(p.numel() for p in denoiser.parameters()))}
-    pipe = TinyPipeline(ema, codec, scheduler, wnids, cfg, info)
+    pipe = TinyPipeline.of(st.ema, codec, scheduler, wnids, cfg, info)
     pipe.save_pretrained(out / "pipeline")
     return pipe
