@@ -625,21 +625,67 @@ def build(data_dir: str | Path, preset: str = "default", snr: float | None = Non
                      "simulation": SIMULATION_VERSION})
 
     old = read_manifest(root)
+    reuse_images = _images_reusable(root, old, image_key)
+    if (reuse_images and old.get("fmri_key") == fmri_key
+            and _outputs_intact(root, old["outputs"])):
+        return old
+
+    plan = _plan(cfg, seed, cats)
+    n_trials = _build_files(root, plan, cfg, fonts, seed, reuse_images, progress)
+    outputs = {}
+    for rel in _IMAGE_OUTPUTS:
+        if reuse_images:
+            outputs[rel] = old["outputs"][rel]
+        else:
+            record = _file_record if rel.endswith(".npz") else _tree_record
+            outputs[rel] = record(root, rel)
+    for rel in _fmri_outputs(cfg.n_subjects):
+        outputs[rel] = _file_record(root, rel)
+    manifest = {
+        "format": "sbd-phantom", "format_version": FORMAT_VERSION,
+        "preset": preset, "seed": seed, "params": cfg.to_dict(),
+        "image_key": image_key, "fmri_key": fmri_key, "brain": BRAIN,
+        "fonts": {"color": str(fonts.color), "outline": str(fonts.outline) if fonts.outline
+                  else None, **{f"{k}_sha256": v for k, v in fonts.sha256().items()}},
+        "emoji_table_sha256": emoji.table_sha256(cats),
+        "sizes": {"categories_available": len(cats), "train_categories": len(plan.train_wnids),
+                  "test_categories": len(plan.test_wnids), "bank_categories": len(plan.bank_wnids),
+                  "train_images": len(plan.train), "test_images": len(plan.test),
+                  "bank_images": len(plan.bank), "trials": n_trials,
+                  "subjects": {str(s): _roi_sizes(cfg, s, seed)
+                               for s in range(1, cfg.n_subjects + 1)}},
+        "categories": {"train": plan.train_wnids, "test": plan.test_wnids,
+                       "names": plan.names},
+        "outputs": outputs,
+        "build_seconds": round(time.perf_counter() - t0, 1),
+        "images_reused": reuse_images,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+    _atomic_write_text(root / MANIFEST_NAME, json.dumps(manifest, indent=1, sort_keys=True))
+    return manifest
+
+
+def _images_reusable(root: Path, old: dict | None, image_key: str) -> bool:
+    """Whether the stimulus images on disk (described by manifest ``old``) are those of
+    ``image_key`` and intact; FileExistsError when ``root`` holds fMRI data of another
+    dataset (no phantom manifest)."""
     god_dir = root / "fMRI" / "GOD"
     if (old is None and not (root / STIMULI_CACHE).exists() and god_dir.is_dir()
             and any(god_dir.iterdir())):
         raise FileExistsError(
             f"{root} already holds fMRI data that is not a phantom (no {MANIFEST_NAME}); "
             "choose another data_dir for the phantom.")
-    reuse_images = bool(old and old.get("image_key") == image_key
-                        and _outputs_intact(root, {k: old["outputs"][k] for k in _IMAGE_OUTPUTS
-                                                   if k in old.get("outputs", {})})
-                        and all(k in old.get("outputs", {}) for k in _IMAGE_OUTPUTS))
-    if (reuse_images and old.get("fmri_key") == fmri_key
-            and _outputs_intact(root, old["outputs"])):
-        return old
+    outputs = (old or {}).get("outputs", {})
+    return bool(old and old.get("image_key") == image_key
+                and all(k in outputs for k in _IMAGE_OUTPUTS)
+                and _outputs_intact(root, {k: outputs[k] for k in _IMAGE_OUTPUTS}))
 
-    plan = _plan(cfg, seed, cats)
+
+def _build_files(root: Path, plan, cfg: PhantomConfig, fonts, seed: int, reuse_images: bool,
+                 progress: bool) -> int:
+    """Write the images (unless reused) and every subject's BData in a staging folder, then
+    swap them into ``root`` (the manifest, written after, marks the build done; an
+    interrupted build is redone).  Returns the number of trials."""
     root.mkdir(parents=True, exist_ok=True)
     stage = root / f".phantom-stage-{os.getpid()}"
     if stage.exists():
@@ -663,53 +709,26 @@ def build(data_dir: str | Path, preset: str = "default", snr: float | None = Non
                       disable=not progress):
             sim = simulate_subject(stats["cnn"], stats["lowlevel"], trials, cfg, s, seed)
             _write_bdata(layout.fmri_file(stage, s), sim, trials)
-
-        # Swap into place: the manifest goes last, so an interrupted build is redone.
-        (root / MANIFEST_NAME).unlink(missing_ok=True)
-        if not reuse_images:
-            for rel in _IMAGE_OUTPUTS:
-                _swap_in(stage, root, rel)
-            stale = root / "features"
-            if stale.exists():  # features of the previous images
-                shutil.rmtree(stale)
-        god = root / "fMRI" / "GOD"
-        if god.exists():
-            for p in god.glob("Subject*.h5"):
-                p.unlink()
-        god.mkdir(parents=True, exist_ok=True)
-        for rel in _fmri_outputs(cfg.n_subjects):
-            os.replace(stage / rel, root / rel)
+        _swap_build(stage, root, cfg.n_subjects, reuse_images)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
+    return int(len(trials.stim))
 
-    outputs = {}
-    for rel in _IMAGE_OUTPUTS:
-        if reuse_images:
-            outputs[rel] = old["outputs"][rel]
-        else:
-            record = _file_record if rel.endswith(".npz") else _tree_record
-            outputs[rel] = record(root, rel)
-    for rel in _fmri_outputs(cfg.n_subjects):
-        outputs[rel] = _file_record(root, rel)
-    manifest = {
-        "format": "sbd-phantom", "format_version": FORMAT_VERSION,
-        "preset": preset, "seed": seed, "params": cfg.to_dict(),
-        "image_key": image_key, "fmri_key": fmri_key, "brain": BRAIN,
-        "fonts": {"color": str(fonts.color), "outline": str(fonts.outline) if fonts.outline
-                  else None, **{f"{k}_sha256": v for k, v in fonts.sha256().items()}},
-        "emoji_table_sha256": emoji.table_sha256(cats),
-        "sizes": {"categories_available": len(cats), "train_categories": len(plan.train_wnids),
-                  "test_categories": len(plan.test_wnids), "bank_categories": len(plan.bank_wnids),
-                  "train_images": len(plan.train), "test_images": len(plan.test),
-                  "bank_images": len(plan.bank), "trials": int(len(trials.stim)),
-                  "subjects": {str(s): _roi_sizes(cfg, s, seed)
-                               for s in range(1, cfg.n_subjects + 1)}},
-        "categories": {"train": plan.train_wnids, "test": plan.test_wnids,
-                       "names": plan.names},
-        "outputs": outputs,
-        "build_seconds": round(time.perf_counter() - t0, 1),
-        "images_reused": reuse_images,
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-    }
-    _atomic_write_text(root / MANIFEST_NAME, json.dumps(manifest, indent=1, sort_keys=True))
-    return manifest
+
+def _swap_build(stage: Path, root: Path, n_subjects: int, reuse_images: bool) -> None:
+    """Move a staged build into place: the old manifest goes first, stale features (of
+    other images) and other subjects' files with it."""
+    (root / MANIFEST_NAME).unlink(missing_ok=True)
+    if not reuse_images:
+        for rel in _IMAGE_OUTPUTS:
+            _swap_in(stage, root, rel)
+        stale = root / "features"
+        if stale.exists():  # features of the previous images
+            shutil.rmtree(stale)
+    god = root / "fMRI" / "GOD"
+    if god.exists():
+        for p in god.glob("Subject*.h5"):
+            p.unlink()
+    god.mkdir(parents=True, exist_ok=True)
+    for rel in _fmri_outputs(n_subjects):
+        os.replace(stage / rel, root / rel)
