@@ -25,7 +25,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-ROI_ORDER = ("V1", "V2", "V3", "V4", "LOC", "FFA", "PPA", "LVC", "HVC", "VC")
+from sbd.data.god import ROIS  # noqa: E402  (the display order of ROIs)
+
 COLORS = {"true": "#2ca02c", "decoded": "#ff7f0e", "lcs": "#1f77b4", "path": "#7f7f7f",
           "chance": "#d62728"}
 
@@ -238,8 +239,8 @@ def plot_by_roi(table: pd.DataFrame, metric: str, chance: str | float | None = "
     if "roi" not in table.columns:
         raise ValueError(f"plot_by_roi needs a 'roi' column; columns: {', '.join(map(str, table.columns))}.")
     col = _metric_column(table, metric)
-    rois = [r for r in ROI_ORDER if r in set(table["roi"])] + sorted(
-        set(table["roi"]) - set(ROI_ORDER))
+    rois = [r for r in ROIS if r in set(table["roi"])] + sorted(
+        set(table["roi"]) - set(ROIS))
     fig, ax = plt.subplots(figsize=(max(5.0, 0.7 * len(rois) + 2), 4))
     means, sds = [], []
     for i, roi in enumerate(rois):

@@ -88,7 +88,7 @@ def run(dataset: str = "phantom", data_dir: str = "", subject: int = 1, roi: str
         data.log_to_mlflow()
         X, Y, wnids, _ = data
         rparams, source = ridge_params(dataset, subject, roi)
-        mlflow.set_tag("sbd.ridge_params_source", source)
+        mlflow.set_tag(tracking.RIDGE_PARAMS_SOURCE_TAG, source)
         P = tuning.out_of_fold_predictions(X, Y, wnids, rparams, n_splits=n_splits)
         bank = FeatureBank(bank_path)
         from sbd.data import god
