@@ -6,7 +6,9 @@ pipeline on the same samples).  Each step is a child run, reused when a finished
 run with the same entry point, parameters, git commit and upstream runs exists
 (:func:`sbd.tracking.get_or_run`); ``force=True`` reruns everything.  The parent logs a
 summary table (subject × ROI × metric), a figure of decoding by ROI when several ROIs
-ran, and the overview grids of the generation runs.
+ran, and the overview grids of the generation runs.  The subject × ROI chains
+(:func:`run_chain`) are independent: ``executor="ray"`` runs them as Ray tasks
+(:mod:`sbd.executors`), with the same results and the same step cache.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 
-from sbd import tracking
+from sbd import executors, tracking
 from sbd.data.layout import features_file, resolve_data_dir
 from sbd.registry.common import decoder_champion_uri
 
@@ -26,6 +28,8 @@ log = logging.getLogger(__name__)
 
 ROIS = ("V1", "V2", "V3", "V4", "LOC", "FFA", "PPA", "LVC", "HVC", "VC")
 DEFAULT_GENERATOR = {"phantom": "tiny", "god": "sd"}
+# generators whose chains ask the Ray cluster for a GPU
+GPU_GENERATORS = ("sd", "dit")
 SUMMARY_METRICS = ("test/wup_top1", "baseline/paper/wup_top1", "test/wup_best_topk",
                    "test/wup_chance", "test/wup_p", "test/top1_acc", "test/top5_acc",
                    "baseline/paper/top5_acc", "test/top5_chance", "test/ident2_acc",
@@ -48,16 +52,23 @@ def _split(text: str | list | tuple, what: str, valid: tuple[str, ...] | None = 
 
 def run(dataset: str = "phantom", data_dir: str = "", preset: str = "default",
         snr: float = -1.0, subjects: str = "1", rois: str = "VC", backbone: str = "", n_trials: int = 60,
-        generator: str = "", seed: int = 0, force: bool = False) -> str:
+        generator: str = "", seed: int = 0, force: bool = False, executor: str = "sequential",
+        ray_address: str = "") -> str:
     """Run the chain; returns the parent run id.
 
     ``subjects`` and ``rois`` are comma-separated lists (an ROI sweep: ``rois="V1,V2,…"``);
     ``snr`` < 0 keeps the phantom preset's calibrated value; ``backbone`` and ``generator``
     empty pick the dataset's defaults (phantom: efficientnet-lite0 + tiny; god: resnet50 + sd).
+    The subject × ROI chains (train_decoder → generate → evaluate) are independent:
+    ``executor="ray"`` runs them as Ray tasks on the cluster at ``ray_address`` (empty: a
+    local one), see :mod:`sbd.executors`.  A failed chain is reported with its error
+    (``chain_errors.json``, ``main/n_chains_failed``) after the others have finished, and
+    then the run fails.
     """
     from sbd.features.backbones import resolve_backbone
-    from sbd.steps import evaluate, extract_features, generate, prepare_data, train_decoder
+    from sbd.steps import extract_features, prepare_data
 
+    executors.check_executor(executor)
     root = str(resolve_data_dir(dataset, data_dir))
     subject_list = [int(s) for s in _split(subjects, "subjects")]
     roi_list = _split(rois, "rois", ROIS)
@@ -65,50 +76,97 @@ def run(dataset: str = "phantom", data_dir: str = "", preset: str = "default",
     generator = generator or DEFAULT_GENERATOR[dataset]
     params = dict(dataset=dataset, data_dir=data_dir, preset=preset, snr=snr, subjects=subjects,
                   rois=rois, backbone=backbone, n_trials=n_trials, generator=generator,
-                  seed=seed, force=force)
+                  seed=seed, force=force, executor=executor, ray_address=ray_address)
     with tracking.step_run("main", params) as parent:
         reused: dict[str, bool] = {}
-
-        def step(name, func, upstream=(), still_valid=None, **kwargs):
-            run_id, was_reused = tracking.get_or_run(name, func, kwargs, upstream, force,
-                                                     still_valid)
-            reused[f"{name}:{run_id}"] = was_reused
-            log.info("%s %s run %s", name, "reused" if was_reused else "ran", run_id)
-            return run_id
-
-        data_run = step("prepare_data", prepare_data.run, still_valid=_data_unchanged(dataset, root),
-                        dataset=dataset, data_dir=root, preset=preset, snr=snr, seed=seed)
-        feat_run = step("extract_features", extract_features.run, [data_run],
-                        still_valid=_features_exist(root, backbone), dataset=dataset,
-                        data_dir=root, backbone=backbone, source="all")
-        client = mlflow.MlflowClient()
+        data_run = _step(reused, force, "prepare_data", prepare_data.run,
+                         still_valid=_data_unchanged(dataset, root), dataset=dataset,
+                         data_dir=root, preset=preset, snr=snr, seed=seed)
+        feat_run = _step(reused, force, "extract_features", extract_features.run, [data_run],
+                         still_valid=_features_exist(root, backbone), dataset=dataset,
+                         data_dir=root, backbone=backbone, source="all")
         # the tiny generator trains once per dataset; a test-sized phantom gets a short training
         gen_opts = ({"tiny_preset": "default" if preset == "default" else "small"}
                     if generator == "tiny" else {})
-        rows, grids = [], []
-        for subject in subject_list:
-            for roi in roi_list:
-                dec_run = step("train_decoder", train_decoder.run, [feat_run], dataset=dataset,
-                               data_dir=root, subject=subject, roi=roi, backbone=backbone,
-                               n_trials=n_trials, seed=seed)
-                # the exact version this chain built (champion moves only when better)
-                decoder = client.get_run(dec_run).data.tags.get(
-                    tracking.model_tag("decoder"), decoder_champion_uri(dataset, subject, roi))
-                gen_run = step("generate", generate.run, [dec_run], decoder=decoder,
-                               dataset=dataset, data_dir=root, subject=subject, roi=roi,
-                               generator=generator, seed=seed, **gen_opts)
-                eval_run = step("evaluate", evaluate.run, [dec_run, gen_run], decoder=decoder,
-                                dataset=dataset, data_dir=root, subject=subject, roi=roi,
-                                generate_run=gen_run, seed=seed)
-                metrics = client.get_run(eval_run).data.metrics
-                rows.append({"subject": subject, "roi": roi, "evaluate_run": eval_run,
-                             **{m: metrics.get(m) for m in SUMMARY_METRICS}})
-                grids.append((subject, roi, gen_run))
-        summary = pd.DataFrame(rows)
-        _log_summary(summary, grids)
+        if generator == "tiny" and executor != "sequential":
+            # trained here, once, before the chains that use it start side by side
+            _ensure_tiny_model(dataset, root, gen_opts["tiny_preset"])
+        chains = [dict(subject=subject, roi=roi, dataset=dataset, root=root, backbone=backbone,
+                       n_trials=n_trials, seed=seed, generator=generator, gen_opts=gen_opts,
+                       feat_run=feat_run, force=force)
+                  for subject in subject_list for roi in roi_list]
+        results = executors.run_chains(
+            run_chain, chains, executor, ray_address,
+            num_gpus=1 if generator in GPU_GENERATORS else 0)
+        rows, grids, failed = [], [], []
+        for result in results:
+            if not result.ok:
+                failed.append({"subject": result.kwargs["subject"], "roi": result.kwargs["roi"],
+                               "error": result.error})
+                continue
+            rows.append(result.value["row"])
+            grids.append(result.value["grid"])
+            reused.update(result.value["reused"])
+        if rows:
+            _log_summary(pd.DataFrame(rows), grids)
         mlflow.log_metrics({"main/n_steps_reused": sum(reused.values()),
-                            "main/n_steps_run": sum(not r for r in reused.values())})
+                            "main/n_steps_run": sum(not r for r in reused.values()),
+                            "main/n_chains_failed": len(failed)})
+        if failed:
+            mlflow.log_dict(failed, "chain_errors.json")
+            raise RuntimeError(
+                f"{len(failed)} of {len(chains)} chains failed (the others finished and are "
+                "logged): " + "; ".join(f"s{f['subject']} {f['roi']}: "
+                                        f"{f['error'].strip().splitlines()[-1]}" for f in failed))
         return parent.info.run_id
+
+
+def _step(reused: dict[str, bool], force: bool, name: str, func, upstream=(), still_valid=None,
+          **kwargs) -> str:
+    """One step through the cache (:func:`sbd.tracking.get_or_run`); records in ``reused``
+    whether it was reused."""
+    run_id, was_reused = tracking.get_or_run(name, func, kwargs, upstream, force, still_valid)
+    reused[f"{name}:{run_id}"] = was_reused
+    log.info("%s %s run %s", name, "reused" if was_reused else "ran", run_id)
+    return run_id
+
+
+def run_chain(subject: int, roi: str, dataset: str, root: str, backbone: str, n_trials: int,
+              seed: int, generator: str, gen_opts: dict, feat_run: str, force: bool) -> dict:
+    """One subject × ROI: train_decoder → generate → evaluate, each a child step of the
+    active run.  Returns ``{"row": summary row, "grid": (subject, roi, generate run),
+    "reused": {step: reused}}``; the same wherever it runs (:mod:`sbd.executors`)."""
+    from sbd.steps import evaluate, generate, train_decoder
+
+    reused: dict[str, bool] = {}
+    client = mlflow.MlflowClient()
+    dec_run = _step(reused, force, "train_decoder", train_decoder.run, [feat_run],
+                    dataset=dataset, data_dir=root, subject=subject, roi=roi, backbone=backbone,
+                    n_trials=n_trials, seed=seed)
+    # the exact version this chain built (champion moves only when better)
+    decoder = client.get_run(dec_run).data.tags.get(
+        tracking.model_tag("decoder"), decoder_champion_uri(dataset, subject, roi))
+    gen_run = _step(reused, force, "generate", generate.run, [dec_run], decoder=decoder,
+                    dataset=dataset, data_dir=root, subject=subject, roi=roi,
+                    generator=generator, seed=seed, **gen_opts)
+    eval_run = _step(reused, force, "evaluate", evaluate.run, [dec_run, gen_run],
+                     decoder=decoder, dataset=dataset, data_dir=root, subject=subject, roi=roi,
+                     generate_run=gen_run, seed=seed)
+    metrics = client.get_run(eval_run).data.metrics
+    row = {"subject": subject, "roi": roi, "evaluate_run": eval_run,
+           **{m: metrics.get(m) for m in SUMMARY_METRICS}}
+    return {"row": row, "grid": (subject, roi, gen_run), "reused": reused}
+
+
+def _ensure_tiny_model(dataset: str, root: str, preset: str) -> str:
+    """The registered tiny generator of this bank, trained (a ``train_tiny`` child run) when
+    there is none — what the first ``generate`` would otherwise do, once per chain at once."""
+    from sbd.generate import tiny_models
+
+    found = tiny_models.find(dataset, root, preset)
+    if found is not None:
+        return found
+    return tiny_models.train_and_register(dataset, root, preset, progress=False)[1]
 
 
 def _features_exist(root: str, backbone: str):
