@@ -38,15 +38,44 @@ def test_read_lazily_lookup_subset(tmp_path):
             bank.lookup([ids[0], "n09999999_1"])
 
 
-def test_float16_storage_is_chunked_and_compressed(tmp_path):
+def test_float16_storage_is_contiguous_and_memory_mapped(tmp_path):
     feats, _, _ = _bank(tmp_path / "b.h5", n=300, d=8)
     with h5py.File(tmp_path / "b.h5") as f:
         ds = f["features"]
-        assert ds.dtype == np.float16 and ds.chunks is not None and ds.compression == "gzip"
+        assert ds.dtype == np.float16 and ds.chunks is None and ds.compression is None
         for k in ("backbone", "layer", "sbd_version", "created"):
             assert k in f.attrs
     with FeatureBank(tmp_path / "b.h5") as bank:
+        assert bank.storage == "contiguous" and isinstance(bank.array(), np.memmap)
         np.testing.assert_allclose(bank.load(), feats, rtol=1e-3, atol=1e-3)
+        np.testing.assert_array_equal(bank.array()[[7, 2]], feats.astype(np.float16)[[7, 2]])
+        np.testing.assert_array_equal(bank.rows([7, 2, 7]), bank.load()[[7, 2, 7]])
+
+
+def test_a_gzip_bank_of_earlier_sbd_opens_and_migrates_in_place(tmp_path):
+    """The chunked gzip format still reads (through h5py, no map); ``python -m
+    sbd.features.bank migrate`` rewrites it contiguous with its labels, attrs and tables."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "old.h5"
+    feats = np.random.default_rng(3).normal(size=(500, 8)).astype(np.float32)
+    wn = [f"n{i % 5:08d}" for i in range(500)]
+    with BankWriter(path, 8, attrs={"backbone": "resnet50"}, storage="gzip") as w:
+        w.append(feats, wn, [f"i{i}" for i in range(500)], [f"p{i}" for i in range(500)])
+        w.set_table("failed", {"path": ["x.JPEG"], "error": ["truncated"]})
+    with FeatureBank(path) as bank:
+        assert bank.storage == "chunked" and bank.array() is None
+        before = bank.load()
+    out = subprocess.run([sys.executable, "-m", "sbd.features.bank", "migrate", str(path)],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and "contiguous" in out.stdout, out.stderr
+    with FeatureBank(path) as bank:
+        assert bank.storage == "contiguous" and bank.backbone == "resnet50"
+        np.testing.assert_array_equal(bank.load(), before)
+        assert list(bank.wnids) == wn and list(bank.paths)[-1] == "p499"
+        assert list(bank.failed["error"]) == ["truncated"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["old.h5"]  # no temporary left
 
 
 def test_writer_leaves_nothing_on_error(tmp_path):

@@ -2,7 +2,10 @@
 
 A bank file holds, for N images::
 
-    features   (N, D)  float16 (default) or float32, chunked + gzip-compressed
+    features   (N, D)  float16 (default) or float32, contiguous and uncompressed, so that
+                       a reader memory-maps it (:meth:`FeatureBank.array`); banks of sbd
+                       before 0.2 hold it chunked + gzip-compressed: they still open
+                       (slower), and ``python -m sbd.features.bank migrate FILE`` rewrites one
     wnid       (N,)    utf-8 strings, the WordNet id of each image ("" when unknown)
     image_id   (N,)    utf-8 strings, the file stem ("n01518878_5958")
     path       (N,)    utf-8 strings, the image file relative to attrs["root"]
@@ -36,6 +39,9 @@ from sbd.data.files import open_hdf5
 STR_DTYPE = h5py.string_dtype("utf-8")
 REQUIRED = ("features", "wnid", "image_id", "path")
 FEATURE_DTYPES = ("float16", "float32")
+# "contiguous": uncompressed, memory-mappable (the default, chosen by benchmarks/bench_bank.py);
+# "gzip": chunked + gzip level 1 + shuffle, the format of earlier sbd (kept for comparison)
+STORAGES = ("contiguous", "gzip")
 
 
 def _strings(values: Iterable[str]) -> np.ndarray:
@@ -59,18 +65,24 @@ class BankWriter:
     """
 
     def __init__(self, path: str | Path, dim: int, dtype: str = "float16",
-                 attrs: dict | None = None, chunk_rows: int = 256):
+                 attrs: dict | None = None, chunk_rows: int = 256, storage: str = "contiguous"):
         if dtype not in FEATURE_DTYPES:
             raise ValueError(f"Unknown dtype={dtype!r}; valid: {', '.join(FEATURE_DTYPES)}.")
+        if storage not in STORAGES:
+            raise ValueError(f"Unknown storage={storage!r}; valid: {', '.join(STORAGES)}.")
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.tmp = self.path.with_name(f".{self.path.name}.{uuid.uuid4().hex[:8]}.tmp")
-        self.dim = int(dim)
+        self.dim, self.dtype, self.storage = int(dim), np.dtype(dtype), storage
         self.n = 0
         self._h5 = h5py.File(self.tmp, "w")
-        self._h5.create_dataset("features", shape=(0, self.dim), maxshape=(None, self.dim),
-                                dtype=dtype, chunks=(chunk_rows, self.dim),
-                                compression="gzip", compression_opts=1, shuffle=True)
+        self._rows = None  # contiguous: the rows go to a raw file, copied in at commit
+        if storage == "gzip":
+            self._h5.create_dataset("features", shape=(0, self.dim), maxshape=(None, self.dim),
+                                    dtype=dtype, chunks=(chunk_rows, self.dim),
+                                    compression="gzip", compression_opts=1, shuffle=True)
+        else:
+            self._rows = open(self.tmp.with_suffix(".rows"), "wb")
         for key in ("wnid", "image_id", "path"):
             self._h5.create_dataset(key, shape=(0,), maxshape=(None,), dtype=STR_DTYPE,
                                     chunks=(max(chunk_rows, 1024),), compression="gzip",
@@ -97,9 +109,12 @@ class BankWriter:
                              f"{len(paths)} paths for {self.path}.")
         if k == 0:
             return
-        ds = self._h5["features"]
-        ds.resize(self.n + k, axis=0)
-        ds[self.n:] = features.astype(ds.dtype, copy=False)
+        if self._rows is not None:
+            self._rows.write(np.ascontiguousarray(features, dtype=self.dtype).tobytes())
+        else:
+            ds = self._h5["features"]
+            ds.resize(self.n + k, axis=0)
+            ds[self.n:] = features.astype(ds.dtype, copy=False)
         for key, vals in (("wnid", wnids), ("image_id", image_ids), ("path", paths)):
             self._h5[key].resize(self.n + k, axis=0)
             self._h5[key][self.n:] = _strings(vals)
@@ -118,15 +133,45 @@ class BankWriter:
     def commit(self) -> Path:
         """Close the file and move it to its final name."""
         self._h5.attrs["n_images"] = self.n
+        if self._rows is not None:
+            self._copy_rows_in()
         self._h5.close()
         os.replace(self.tmp, self.path)
         return self.path
 
+    def _copy_rows_in(self) -> None:
+        """The contiguous ``features`` dataset, allocated at its final size, filled from the
+        raw rows file through a memory map (one sequential copy)."""
+        self._rows.close()
+        raw = Path(self._rows.name)
+        dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+        dcpl.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)
+        dcpl.set_fill_time(h5py.h5d.FILL_TIME_NEVER)
+        space = h5py.h5s.create_simple((self.n, self.dim))
+        h5py.h5d.create(self._h5.id, b"features", h5py.h5t.py_create(self.dtype), space, dcpl=dcpl)
+        self._h5.flush()
+        if self.n:
+            offset = self._h5["features"].id.get_offset()
+            self._h5.close()  # write the data through a map of the file, then reopen
+            src = np.memmap(raw, self.dtype, "r", shape=(self.n, self.dim))
+            dst = np.memmap(self.tmp, self.dtype, "r+", offset=offset, shape=(self.n, self.dim))
+            step = max(1, (64 << 20) // (self.dim * self.dtype.itemsize))
+            for i in range(0, self.n, step):
+                dst[i:i + step] = src[i:i + step]
+            dst.flush()
+            del src, dst
+            self._h5 = h5py.File(self.tmp, "r+")
+        raw.unlink()
+
     def abort(self) -> None:
         try:
             self._h5.close()
+            if self._rows is not None:
+                self._rows.close()
         finally:
             self.tmp.unlink(missing_ok=True)
+            if self._rows is not None:
+                Path(self._rows.name).unlink(missing_ok=True)
 
     def __enter__(self) -> "BankWriter":
         return self
@@ -140,10 +185,10 @@ class BankWriter:
 
 def write_bank(path: str | Path, features: np.ndarray, wnids: Sequence[str],
                image_ids: Sequence[str], paths: Sequence[str], attrs: dict | None = None,
-               dtype: str = "float16") -> Path:
+               dtype: str = "float16", storage: str = "contiguous") -> Path:
     """Write a whole (in-memory) bank at once; features (N, D)."""
     features = np.asarray(features)
-    with BankWriter(path, features.shape[1], dtype=dtype, attrs=attrs) as w:
+    with BankWriter(path, features.shape[1], dtype=dtype, attrs=attrs, storage=storage) as w:
         w.append(features, wnids, image_ids, paths)
     return Path(path)
 
@@ -181,6 +226,26 @@ class FeatureBank:
                 raise ValueError(f"{self.path}: {k} has {self._h5[k].shape[0]} rows, features {n}.")
         self._cache: dict[str, np.ndarray] = {}
         self._row_of: dict[str, int] | None = None
+        self._map = self._memory_map()
+
+    def _memory_map(self) -> np.ndarray | None:
+        """The features as a read-only memory map of the file, when stored contiguous and
+        uncompressed (see :data:`STORAGES`); None for the chunked format of earlier sbd."""
+        ds = self._features
+        offset = ds.id.get_offset() if ds.chunks is None and ds.compression is None else None
+        if offset is None or len(ds) == 0:
+            return None
+        return np.memmap(self.path, ds.dtype, "r", offset=offset, shape=ds.shape)
+
+    @property
+    def storage(self) -> str:
+        """"contiguous" (memory-mapped) or "chunked" (read through h5py)."""
+        return "contiguous" if self._features.chunks is None else "chunked"
+
+    def array(self) -> np.ndarray | None:
+        """All features as a read-only (N, D) memory map in the stored dtype, no copy (pages
+        are read from disk as they are touched), or None for a chunked bank."""
+        return self._map
 
     # ------------------------------------------------------------------ metadata
     @property
@@ -250,12 +315,16 @@ class FeatureBank:
         return self.table("failed")
 
     # ------------------------------------------------------------------ features
-    def iter_blocks(self, block_size: int = 65536) -> Iterator[tuple[int, np.ndarray]]:
-        """Yield ``(start, block)``: block = rows start..start+len(block) as (≤block_size, D) float32."""
+    def iter_blocks(self, block_size: int = 65536, mapped: bool = True
+                    ) -> Iterator[tuple[int, np.ndarray]]:
+        """Yield ``(start, block)``: block = rows start..start+len(block) as (≤block_size, D)
+        float32.  ``mapped=False`` reads through h5py instead of the memory map (a one-off
+        pass, e.g. a copy, that should not leave the whole file mapped in memory)."""
         if block_size < 1:
             raise ValueError(f"block_size must be >= 1, got {block_size!r}.")
+        src = self._map if self._map is not None and mapped else self._features
         for start in range(0, len(self), block_size):
-            yield start, self._features[start:start + block_size].astype(np.float32)
+            yield start, np.asarray(src[start:start + block_size], dtype=np.float32)
 
     def rows(self, indices: Sequence[int] | np.ndarray) -> np.ndarray:
         """Features of rows ``indices`` (any order, repeats allowed): (len(indices), D) float32."""
@@ -264,6 +333,8 @@ class FeatureBank:
             return np.empty((0, self.dim), dtype=np.float32)
         if idx.min() < 0 or idx.max() >= len(self):
             raise IndexError(f"Row index out of range 0..{len(self) - 1} in {self.path}.")
+        if self._map is not None:
+            return np.asarray(self._map[idx], dtype=np.float32)
         uniq, inverse = np.unique(idx, return_inverse=True)
         # h5py fancy indexing wants increasing indices; read contiguous runs in slices
         out = np.empty((len(uniq), self.dim), dtype=np.float32)
@@ -307,10 +378,13 @@ class FeatureBank:
 
     def load(self, dtype=np.float32) -> np.ndarray:
         """All features in memory: (N, D) of ``dtype`` (for small banks)."""
+        if self._map is not None:
+            return np.array(self._map, dtype=dtype)
         return self._features[()].astype(dtype, copy=False)
 
     # ------------------------------------------------------------------ lifetime
     def close(self) -> None:
+        self._map = None
         if self._h5.id.valid:
             self._h5.close()
 
@@ -346,3 +420,42 @@ def check_same_backbone(*banks: FeatureBank | str | Path) -> str:
         raise ValueError(f"Feature files come from different backbones ({listing}); "
                          "targets and bank must be extracted with the same backbone.")
     return names[0][1]
+
+
+def migrate(path: str | Path, block_rows: int = 65536) -> Path:
+    """Rewrite bank ``path`` (any sbd format) in today's contiguous, memory-mappable storage,
+    in place (a new file under a temporary name, then renamed); a no-op when it already
+    is.  ``python -m sbd.features.bank migrate FILE…``"""
+    path = Path(path)
+    with FeatureBank(path) as bank:
+        if bank.storage == "contiguous":
+            return path
+        attrs = {k: v for k, v in bank.attrs.items() if k != "n_images"}
+        with BankWriter(path, bank.dim, str(bank.dtype), attrs) as w:
+            wn, ids, paths = bank.wnids, bank.image_ids, bank.paths
+            for start, block in bank.iter_blocks(block_rows):
+                stop = start + len(block)
+                w.append(block, wn[start:stop], ids[start:stop], paths[start:stop])
+            for group in ("excluded", "failed"):
+                table = bank.table(group)
+                if table:
+                    w.set_table(group, table)
+    return path
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m sbd.features.bank",
+                                     description="Feature bank tools.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    mig = sub.add_parser("migrate", help="rewrite banks of earlier sbd (chunked, gzip) as "
+                                         "contiguous, memory-mappable files")
+    mig.add_argument("files", nargs="+")
+    args = parser.parse_args(argv)
+    for f in args.files:
+        print(f"{migrate(f)}: contiguous")
+
+
+if __name__ == "__main__":
+    main()
