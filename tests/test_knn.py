@@ -19,7 +19,7 @@ WNIDS = ["n01440764", "n01443537", "n01484850", "n01491361", "n01494475", "n0149
          "n01498041", "n01514668", "n01514859", "n01518878", "n01530575", "n01531178"]
 
 
-def make_bank(path, n=900, dim=32, n_classes=12, seed=0, spread=1.0):
+def make_bank(path, n=900, dim=32, n_classes=12, seed=0, spread=1.0, storage="contiguous"):
     """A clustered bank file: rows = class centre + noise, float16 storage."""
     rng = np.random.default_rng(seed)
     centres = rng.normal(size=(n_classes, dim)) * 3
@@ -27,13 +27,22 @@ def make_bank(path, n=900, dim=32, n_classes=12, seed=0, spread=1.0):
     X = (centres[labels] + spread * rng.normal(size=(n, dim))).astype(np.float32)
     wnids = [WNIDS[c] for c in labels]
     write_bank(path, X, wnids, [f"{w}_{i}" for i, w in enumerate(wnids)], [""] * n,
-               attrs={"backbone": "synthetic"})
+               attrs={"backbone": "synthetic"}, storage=storage)
     return path, X.astype(np.float16).astype(np.float32), np.array(wnids), centres
 
 
 @pytest.fixture(scope="module")
 def bank_file(tmp_path_factory):
     return make_bank(tmp_path_factory.mktemp("bank") / "bank.h5")
+
+
+@pytest.fixture(params=["1", "0"], ids=["float16-products", "float32-blocks"])
+def class_rtol(request, monkeypatch):
+    """Both search paths: float16 products over the stored rows (AVX-512 CPUs by default;
+    neighbours reranked exactly, class distances at float16 precision) and float32 blocks;
+    returns the class-distance tolerance of the path."""
+    monkeypatch.setenv("SBD_KNN_HALF", request.param)
+    return 1e-3 if request.param == "1" else 1e-4
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +52,7 @@ def queries():
 
 @pytest.mark.parametrize("metric", METRICS)
 @pytest.mark.parametrize("block_size", [100, 4096])
-def test_exact_search_matches_sklearn_brute(bank_file, queries, metric, block_size):
+def test_exact_search_matches_sklearn_brute(bank_file, queries, metric, block_size, class_rtol):
     path, X, wnids, _ = bank_file
     nb = exact_search(queries, path, k=7, metric=metric, block_size=block_size)
     d, i = NearestNeighbors(n_neighbors=7, algorithm="brute", metric=metric).fit(X).kneighbors(
@@ -54,7 +63,7 @@ def test_exact_search_matches_sklearn_brute(bank_file, queries, metric, block_si
 
 
 @pytest.mark.parametrize("metric", METRICS)
-def test_class_distances_and_exclusion(bank_file, queries, metric):
+def test_class_distances_and_exclusion(bank_file, queries, metric, class_rtol):
     path, X, wnids, _ = bank_file
     classes, codes = knn.class_codes(wnids)
     exclude = np.zeros(len(X), bool)
@@ -65,12 +74,13 @@ def test_class_distances_and_exclusion(bank_file, queries, metric):
     D[:, exclude] = np.inf
     np.testing.assert_array_equal(nb.indices, np.argsort(D, axis=1, kind="stable")[:, :4])
     want = np.stack([D[:, codes == c].min(1) for c in range(len(classes))], 1)
-    np.testing.assert_allclose(nb.class_distances, want, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(nb.class_distances, want, rtol=class_rtol, atol=1e-4)
 
 
 @pytest.mark.parametrize("metric", METRICS)
 @pytest.mark.parametrize("members", [2, 3])
-def test_class_distances_average_the_nearest_members(bank_file, queries, metric, members):
+def test_class_distances_average_the_nearest_members(bank_file, queries, metric, members,
+                                                     class_rtol):
     """members m: each class's distance is the mean of its m nearest rows, across blocks,
     with duplicate rows counted as separate members, and a class with fewer rows left
     averaging those it has (inf when none)."""
@@ -89,7 +99,7 @@ def test_class_distances_average_the_nearest_members(bank_file, queries, metric,
     for c in range(1, len(classes)):
         d = np.sort(D[:, codes == c], axis=1)[:, :members]
         want[:, c] = np.nanmean(np.where(np.isfinite(d), d, np.nan), axis=1)
-    np.testing.assert_allclose(nb.class_distances, want, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(nb.class_distances, want, rtol=class_rtol, atol=1e-4)
     # the same through the labeller, and FAISS-style class distances from a long
     # retrieved list (every row retrieved) agree with the exact ones
     order = np.argsort(D, axis=1, kind="stable")
@@ -114,11 +124,12 @@ def test_retrieved_class_distances_bound_missing_members():
     np.testing.assert_allclose(one, [[np.inf, 0.1, 0.2, np.inf]], rtol=1e-6)
 
 
-def test_parallel_block_reader_equals_featurebank(bank_file):
-    path = bank_file[0]
+def test_parallel_block_reader_equals_featurebank(tmp_path):
+    """Banks of earlier sbd (chunked, gzip) are read by parallel chunk decompression."""
+    path = make_bank(tmp_path / "gzip.h5", storage="gzip")[0]
     with FeatureBank(path) as bank:
         layout = knn._fast_layout(bank)
-        assert layout is not None, "sbd bank files take the parallel chunk reader"
+        assert layout is not None, "gzip bank files take the parallel chunk reader"
         layout[0].close()
         ours = [(s, b.copy()) for s, b in knn.iter_blocks(bank, 256, workers=3)]
         ref = list(bank.iter_blocks(256))
@@ -290,7 +301,7 @@ def test_knn_pyfunc_roundtrip_and_bad_input(bank_file, queries, tmp_path):
                                    rtol=1e-6)
         assert out["name_1"][0] == names[out["wnid_1"][0]]
     py = mlflow.pyfunc.load_model(info_art.model_uri).unwrap_python_model()
-    assert isinstance(py, KNNModel) and isinstance(py.labeller.bank_, InMemoryBank)
+    assert isinstance(py, KNNModel) and py.labeller.bank_.array() is not None  # mapped, no copy
     ref = mlflow.pyfunc.load_model(info_ref.model_uri).unwrap_python_model()
     assert isinstance(ref.labeller.bank_, FeatureBank) and ref.config["bank_ref"] == str(
         path.resolve())
@@ -318,3 +329,31 @@ def test_fewer_rows_than_k_after_exclusion():
         w, s = rank_labels(nb, classes, rule, k=4, top_k=3,
                            centroid_dist=np.zeros((2, 3), np.float32))
         assert (w[:, 0] == "n01484850").all() and np.isfinite(s).all()
+
+
+def test_served_bank_is_loaded_once_in_the_fastest_form_that_fits(tmp_path, caplog):
+    """load_bank: a contiguous bank is memory-mapped as is; normalised features are computed
+    once into float16; an older gzip bank is decompressed once; a bank over the limit is
+    streamed, with a warning that says so and what to do."""
+    from sbd.registry.knn_model import load_bank
+
+    path, X, wnids, _ = make_bank(tmp_path / "bank.h5")
+    old = make_bank(tmp_path / "old.h5", storage="gzip")[0]
+    norm = knn.FeatureNormalizer("zscore", X.mean(0), X.std(0))
+    mapped, normalized = load_bank(path)
+    assert isinstance(mapped, FeatureBank) and mapped.array() is not None and not normalized
+    copy, normalized = load_bank(path, norm)
+    assert isinstance(copy, InMemoryBank) and normalized and copy.features.dtype == np.float16
+    np.testing.assert_allclose(copy.features, norm(X), rtol=1e-3, atol=1e-3)
+    unpacked, _ = load_bank(old)
+    assert isinstance(unpacked, InMemoryBank)
+    np.testing.assert_array_equal(unpacked.features.astype(np.float32), X)
+    with caplog.at_level("WARNING"):
+        streamed, normalized = load_bank(path, norm, in_memory_mb=0.001)
+    assert isinstance(streamed, FeatureBank) and not normalized
+    assert "does not fit in memory" in caplog.text and "faiss-ivf" in caplog.text
+    # the labeller answers the same from each form
+    lab = KNNLabeller(normalize="zscore", top_k=3)
+    want = lab.fit(path, stats=norm).predict_ranked(X[:5])
+    got = KNNLabeller(normalize="zscore", top_k=3).fit(copy, stats=norm, bank_normalized=True)
+    np.testing.assert_array_equal(got.predict_ranked(X[:5])[0], want[0])

@@ -469,34 +469,41 @@ def exact_search(queries: Any, bank: Any, k: int = 5, metric: str = "euclidean",
     out_d = np.empty((n, k), np.float32)
     out_i = np.empty((n, k), np.int64)
     out_c = np.empty((n, n_classes), np.float32) if codes is not None else None
+    matrix = _half_matrix(bank)
+    # float16 products (the bank's own precision) pick k + 16 candidates, reranked exactly
+    k_pass = min(n_bank, k + 16) if matrix is not None else k
     with torch.inference_mode():
         for q0 in range(0, n, query_batch):
             q, q_const = _prepare_queries(q_all[q0:q0 + query_batch], metric)
             nq = q.shape[0]
-            best_d = torch.full((nq, k), float("inf"))
-            best_i = torch.zeros((nq, k), dtype=torch.int64)
+            best_d = torch.full((nq, k_pass), float("inf"))
+            best_i = torch.zeros((nq, k_pass), dtype=torch.int64)
             cls_d = (torch.full((nq, n_classes, m), float("inf")) if codes is not None
                      else None)
-            blocks = iter_blocks(bank, block_size, workers)
+            if matrix is not None:
+                scores = _half_scores(matrix, _row_norms(bank, matrix, metric), q, metric,
+                                      block_size)
+            else:
+                scores = _stream_scores(bank, q, metric, block_size, workers)
             if progress:
                 from tqdm.auto import tqdm
 
-                blocks = tqdm(blocks, total=-(-n_bank // block_size), desc="kNN", unit="block")
-            for start, block in blocks:
-                b = torch.from_numpy(np.asarray(block, dtype=np.float32))
-                d = _block_scores(q, b, metric)
-                stop = start + b.shape[0]
+                scores = tqdm(scores, total=-(-n_bank // block_size), desc="kNN", unit="block")
+            for start, d in scores:
+                stop = start + d.shape[1]
                 if excl_t is not None:
                     mask = excl_t[start:stop]
                     if mask.any():
                         d[:, mask] = float("inf")
-                bd, bi = torch.topk(d, min(k, d.shape[1]), dim=1, largest=False, sorted=False)
+                bd, bi = torch.topk(d, min(k_pass, d.shape[1]), dim=1, largest=False, sorted=False)
                 cat_d = torch.cat([best_d, bd], 1)
                 cat_i = torch.cat([best_i, bi + start], 1)
-                best_d, pos = torch.topk(cat_d, k, dim=1, largest=False, sorted=True)
+                best_d, pos = torch.topk(cat_d, k_pass, dim=1, largest=False, sorted=True)
                 best_i = torch.gather(cat_i, 1, pos)
                 if cls_d is not None:
                     cls_d = _merge_class_nearest(cls_d, d, codes_t[start:stop])
+            if matrix is not None:
+                best_d, best_i = _rerank(matrix, q, best_d, best_i, metric, k)
             out_d[q0:q0 + nq] = _finish(best_d, q_const, metric).numpy()
             out_i[q0:q0 + nq] = best_i.numpy()
             if out_c is not None:
@@ -510,6 +517,89 @@ def exact_search(queries: Any, bank: Any, k: int = 5, metric: str = "euclidean",
         out_i[missing] = -1
         labels[missing] = ""
     return Neighbours(out_i, out_d, labels, out_c, None, metric)
+
+
+def _stream_scores(bank: Any, q: torch.Tensor, metric: str, block_size: int,
+                   workers: int | None) -> Iterator[tuple[int, torch.Tensor]]:
+    """``(start, scores)`` per block of the bank read as float32 (:func:`iter_blocks`);
+    scores (nq, m) as :func:`_block_scores`."""
+    for start, block in iter_blocks(bank, block_size, workers):
+        yield start, _block_scores(q, torch.from_numpy(np.asarray(block, dtype=np.float32)),
+                                   metric)
+
+
+def _half_matrix(bank: Any) -> np.ndarray | None:
+    """The bank's float16 features as an array in memory or memory-mapped (an
+    :class:`InMemoryBank` of float16, or a contiguous bank file), when this CPU multiplies
+    float16 natively (AVX-512); else None (blocks are converted to float32)."""
+    arr = getattr(bank, "features", None) if isinstance(bank, InMemoryBank) else (
+        bank.array() if callable(getattr(bank, "array", None)) else None)
+    if not isinstance(arr, np.ndarray) or arr.dtype != np.float16 or arr.ndim != 2:
+        return None
+    return arr if _native_half() else None
+
+
+def _native_half() -> bool:
+    env = os.environ.get("SBD_KNN_HALF", "").lower()
+    if env in ("0", "1"):
+        return env == "1"
+    return torch.backends.cpu.get_cpu_capability().startswith("AVX512")
+
+
+def _as_tensor(block: np.ndarray) -> torch.Tensor:
+    """A tensor over ``block`` without a copy (a read-only map is never written)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "array is not writable"
+        return torch.from_numpy(block)
+
+
+def _row_norms(bank: Any, matrix: np.ndarray, metric: str,
+               block_rows: int = 8192) -> torch.Tensor:
+    """(N,) float32 squared norms (euclidean) or norms (cosine) of the bank's rows,
+    computed once per bank object (one pass, which also pages a mapped bank in)."""
+    cache = bank.__dict__.setdefault("_sbd_row_norms", {})
+    if metric not in cache:
+        sq = torch.empty(len(matrix))
+        for i in range(0, len(matrix), block_rows):
+            b = _as_tensor(matrix[i:i + block_rows]).float()
+            sq[i:i + len(b)] = (b * b).sum(1)
+        cache["euclidean"] = sq
+        cache["cosine"] = sq.sqrt().clamp_min(_EPS)
+    return cache[metric]
+
+
+def _half_scores(matrix: np.ndarray, norms: torch.Tensor, q: torch.Tensor, metric: str,
+                 block_size: int) -> Iterator[tuple[int, torch.Tensor]]:
+    """``(start, scores)`` per block, as :func:`_block_scores` but from float16 products:
+    the queries are scaled to unit norm (so products stay within float16's range) and
+    multiplied with the bank rows as stored, with no float32 copy of the bank.  The scores
+    carry float16 rounding (relative ~5e-4 of |q||b|); :func:`_rerank` makes the returned
+    neighbours exact."""
+    scale = torch.linalg.vector_norm(q, dim=1).clamp_min(_EPS)
+    qh = (q / scale[:, None]).half()
+    block = max(block_size, 65536)
+    for start in range(0, len(matrix), block):
+        dots = (_as_tensor(matrix[start:start + block]) @ qh.T).float().T  # (nq, m)
+        if metric == "cosine":
+            yield start, dots.div_(-norms[start:start + block])
+        else:
+            yield start, dots.mul_(-2.0 * scale[:, None]).add_(norms[start:start + block])
+
+
+def _rerank(matrix: np.ndarray, q: torch.Tensor, cand_d: torch.Tensor, cand_i: torch.Tensor,
+            metric: str, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ``k`` best of the candidates (nq, k') by exact float32 scores of their rows
+    (excluded rows, scored inf, stay inf)."""
+    rows = torch.from_numpy(np.asarray(matrix[cand_i.reshape(-1).numpy()], np.float32))
+    rows = rows.reshape(*cand_i.shape, -1)                                  # (nq, k', D)
+    dots = torch.einsum("nd,nkd->nk", q, rows)
+    sq = (rows * rows).sum(-1)
+    exact = (-dots / sq.sqrt().clamp_min(_EPS) if metric == "cosine" else sq - 2 * dots)
+    exact = torch.where(torch.isinf(cand_d), cand_d, exact)
+    best, pos = torch.topk(exact, k, dim=1, largest=False, sorted=True)
+    return best, torch.gather(cand_i, 1, pos)
 
 
 def _merge_class_nearest(best: torch.Tensor, d: torch.Tensor, codes: torch.Tensor
@@ -791,7 +881,8 @@ class KNNLabeller(BaseEstimator):
 
     def fit(self, bank: Any, centroids: np.ndarray | None = None,
             stats: tuple[np.ndarray, np.ndarray] | FeatureNormalizer | None = None,
-            class_similarity: np.ndarray | None = None) -> "KNNLabeller":
+            class_similarity: np.ndarray | None = None,
+            bank_normalized: bool = False) -> "KNNLabeller":
         """Index ``bank`` (FeatureBank, InMemoryBank or path): classes, centroids, FAISS index.
 
         ``centroids`` (C, D), when given, are taken as the class means for this metric
@@ -799,7 +890,8 @@ class KNNLabeller(BaseEstimator):
         sd (D,))`` of the training stimulus features (or a fitted :class:`FeatureNormalizer`),
         needed unless ``normalize="none"``.  ``class_similarity`` (C, C), rule ``semantic``
         only: Wu-Palmer similarity of the bank's classes (sorted wnids); default computed
-        from WordNet.
+        from WordNet.  ``bank_normalized``: the bank's features are normalised already (a
+        served model's copy, :func:`sbd.registry.knn_model.load_bank`); queries still are.
         """
         self._check_params()
         if isinstance(stats, FeatureNormalizer):
@@ -810,7 +902,8 @@ class KNNLabeller(BaseEstimator):
             mean, sd = stats if stats is not None else (None, None)
             self.normalizer_ = FeatureNormalizer(self.normalize, mean, sd)
         raw = open_bank(bank)
-        self.bank_ = raw if self.normalize == "none" else NormalizedBank(raw, self.normalizer_)
+        self.bank_ = (raw if self.normalize == "none" or bank_normalized
+                      else NormalizedBank(raw, self.normalizer_))
         if len(self.bank_) == 0:
             raise ValueError("The feature bank is empty.")
         self.classes_, self.codes_ = class_codes(self.bank_.wnids)

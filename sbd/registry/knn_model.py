@@ -5,8 +5,13 @@ Registered as ``sbd-<dataset>-<backbone>-knn``.  Input: a table with columns
 row per query with columns ``wnid_1..K``, ``name_1..K``, ``score_1..K``
 (:func:`sbd.decoding.decoder.ranked_frame`).
 
-Once loaded, a bank whose float16 features fit in ``in_memory_mb`` (config, default
-2 GiB) is held in memory, so a served model does not decompress it for every request.
+Once loaded, the bank is searched in memory (:func:`load_bank`): a contiguous bank file
+(today's format) is memory-mapped as it is, a normalised one (``normalize`` other than
+"none") is normalised once into a float16 copy, an older gzip bank is decompressed once;
+whatever fits in ``in_memory_mb`` (config; default: 80 % of the memory available when the
+model loads).  A bank that does not fit is streamed from disk for every request, with a
+warning saying so (FAISS IVF, ``backend=faiss-ivf``, is the option for such banks).  The
+first search runs at load, so the first request finds the bank paged in.
 
 Artifacts: ``config.json`` (labeller parameters, backbone, dim), ``centroids.npy`` (class
 means, so loading needs no pass over the bank), ``normalizer.npz`` (the training-feature
@@ -25,6 +30,8 @@ package travels with the model (``code_paths``).
 from __future__ import annotations
 
 import json
+import logging
+import os
 import tempfile
 from importlib.metadata import version as _dist_version
 from pathlib import Path
@@ -43,10 +50,12 @@ from sbd.registry import ridge_model
 from sbd.registry.common import copy_package, model_code
 from sbd.registry.signatures import checked_signature, feature_schema, validate_table
 
+log = logging.getLogger(__name__)
+
 __all__ = ["KNNModel", "log_knn_model", "output_schema", "bank_names", "pip_requirements"]
 
 DEFAULT_MAX_BANK_MB = 256.0
-IN_MEMORY_MB = 2048.0  # banks whose float16 features fit are held in memory once loaded
+IN_MEMORY_MB = -1.0  # < 0: 80 % of the memory available when the model loads
 
 
 def pip_requirements() -> list[str]:
@@ -88,20 +97,16 @@ class KNNModel(mlflow.pyfunc.PythonModel):
         self.config = cfg
         self.dim = int(cfg["dim"])
         self.names = json.loads(Path(arts["names"]).read_text())
-        bank = FeatureBank(bank)
-        if len(bank) * bank.dim * 2 <= float(cfg.get("in_memory_mb", IN_MEMORY_MB)) * 2**20:
-            # a served model answers many requests: decompress the bank once, keep float16
-            fb = bank
-            bank = InMemoryBank(fb.load(np.float16), fb.wnids, fb.image_ids, fb.backbone)
-            fb.close()
         normalizer = None
         if "normalizer" in arts:
             with np.load(arts["normalizer"], allow_pickle=False) as z:
                 normalizer = FeatureNormalizer.from_arrays({k: z[k] for k in z.files})
         similarity = np.load(arts["class_similarity"]) if "class_similarity" in arts else None
-        self.labeller = KNNLabeller(**cfg["params"]).fit(bank, centroids=np.load(arts["centroids"]),
-                                                         stats=normalizer,
-                                                         class_similarity=similarity)
+        bank, normalized = load_bank(bank, normalizer, float(cfg.get("in_memory_mb", IN_MEMORY_MB)))
+        self.labeller = KNNLabeller(**cfg["params"]).fit(
+            bank, centroids=np.load(arts["centroids"]), stats=normalizer,
+            class_similarity=similarity, bank_normalized=normalized)
+        self.labeller.search(np.zeros((1, self.dim), np.float32))  # page the bank in now
 
     def predict_ranked(self, features: Any) -> tuple[np.ndarray, np.ndarray]:
         """Ranked ``(wnids (n, K), scores (n, K))`` of features (n, D)."""
@@ -111,6 +116,47 @@ class KNNModel(mlflow.pyfunc.PythonModel):
     def predict(self, context, model_input, params=None) -> pd.DataFrame:
         wnids, scores = self.predict_ranked(model_input)
         return ranked_frame(wnids, scores, self.names)
+
+
+def available_mb() -> float:
+    """Memory available to a new allocation now (``MemAvailable``), in MiB."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def load_bank(path: str | Path, normalizer: FeatureNormalizer | None = None,
+              in_memory_mb: float = IN_MEMORY_MB) -> tuple[Any, bool]:
+    """The bank of a served model, ready for fast searches; returns ``(bank, normalized)``.
+
+    Without normalisation a contiguous bank file is memory-mapped as it is (no copy); with
+    it, the normalised features are computed once into a float16 array; an older gzip bank
+    is decompressed once.  Each only if its float16 size fits ``in_memory_mb`` (< 0: 80 % of
+    :func:`available_mb`); otherwise the file is streamed for every search, with a warning.
+    ``normalized`` says whether the returned bank holds normalised features.
+    """
+    fb = FeatureBank(path)
+    need_mb = len(fb) * fb.dim * 2 / 2**20
+    limit = 0.8 * available_mb() if in_memory_mb < 0 else in_memory_mb
+    plain = normalizer is None or normalizer.mode == "none"
+    if plain and fb.array() is not None and fb.dtype == np.float16 and (
+            in_memory_mb < 0 or need_mb <= limit):
+        return fb, False
+    if need_mb > limit:
+        log.warning("The bank %s (%.0f MiB as float16) does not fit in memory (limit %.0f MiB): "
+                    "it is read from disk for every request. Free memory, or use a FAISS IVF "
+                    "decoder (train_knn -P backend=faiss-ivf).", path, need_mb, limit)
+        return fb, False
+    out = np.empty((len(fb), fb.dim), np.float16)
+    for start, block in fb.iter_blocks(65536, mapped=False):
+        out[start:start + len(block)] = block if plain else normalizer(block)
+    bank = InMemoryBank(out, fb.wnids, fb.image_ids, fb.backbone)
+    fb.close()
+    return bank, not plain
 
 
 def log_knn_model(labeller: KNNLabeller, bank_path: str | Path, name: str = "model",
