@@ -443,7 +443,10 @@ class MultiRidge(RegressorMixin, BaseEstimator):
         if X.shape[1] != self.n_features_in_:
             raise ValueError(f"X has {X.shape[1]} voxels; this model was fitted on "
                              f"{self.n_features_in_}.")
-        P = X[:, self.support_] @ self.coef_[self.support_] + self.intercept_
+        if len(self.support_) == self.n_features_in_:  # every voxel kept: no copy of coef_
+            P = X @ self.coef_ + self.intercept_
+        else:
+            P = X[:, self.support_] @ self.coef_[self.support_] + self.intercept_
         if self.test_time_adjust:
             P = adjust_predictions(P, self.target_mean_, self.target_std_)
         elif getattr(self, "rescale_std_", None) is not None:

@@ -116,8 +116,9 @@ def validate_table(data: Any, n_columns: int, prefix: str = "v", what: str = "vo
         data = data.to_frame().T
     if isinstance(data, pd.DataFrame):
         cols = [str(c) for c in data.columns]
-        missing = [c for c in expected if c not in set(cols)]
-        unknown = [c for c in cols if c not in set(expected)]
+        have, want = set(cols), set(expected)  # once: a 4,466-voxel row is 4,466 lookups
+        missing = [c for c in expected if c not in have]
+        unknown = [c for c in cols if c not in want]
         if missing or unknown:
             parts = [f"expected {n_columns} {what} columns {prefix}0…{prefix}{n_columns - 1}, "
                      f"got {len(cols)} columns"]
@@ -132,8 +133,8 @@ def validate_table(data: Any, n_columns: int, prefix: str = "v", what: str = "vo
         if len(set(cols)) != len(cols):
             dup = sorted({c for c in cols if cols.count(c) > 1})
             raise InvalidModelInput(f"{what} columns repeated: {_describe(dup)}.")
-        bad = [c for c in expected if not pd.api.types.is_numeric_dtype(data[c])
-               or pd.api.types.is_bool_dtype(data[c])]
+        bad = [c for c, t in data.dtypes.items() if not pd.api.types.is_numeric_dtype(t)
+               or pd.api.types.is_bool_dtype(t)]
         if bad:
             raise InvalidModelInput(f"{what} columns must be numeric; non-numeric: "
                                     f"{_describe(bad)}.")
