@@ -43,7 +43,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from sbd.data import layout
-from sbd.data.images import SkippedImages, is_image_file, try_read_image
+from sbd.data.images import IMAGE_EXTENSIONS, SkippedImages, is_image_file, try_read_image
 from sbd.features.backbones import Backbone, get_backbone, to_uint8
 from sbd.features.bank import FEATURE_DTYPES, BankWriter, FeatureBank
 
@@ -146,10 +146,19 @@ def list_bank(data_dir: str | Path, exclude_ids: set[str] | None = None) -> tupl
                                 "use source=stimuli to extract only the stimulus features).")
     exclude_ids = exclude_ids or set()
     kept, excluded = [], []
-    for d in sorted(p for p in root.iterdir() if p.is_dir()):
-        for f in sorted((p for p in d.iterdir() if is_image_file(p)), key=lambda p: p.name):
-            item = Item(f.relative_to(data_dir).as_posix(), f.stem, d.name)
-            (excluded if f.stem in exclude_ids else kept).append(item)
+    prefix = root.relative_to(data_dir).as_posix() if root.is_relative_to(data_dir) else str(root)
+    # os.scandir: one directory read per class and no stat per file (the entry's type comes
+    # with the listing), so a 1.28 M-image ILSVRC tree lists in seconds
+    with os.scandir(root) as it:
+        classes = sorted(e.name for e in it if e.is_dir())
+    for wnid in classes:
+        with os.scandir(root / wnid) as it:
+            names = sorted(e.name for e in it if not e.name.startswith(".") and e.is_file()
+                           and os.path.splitext(e.name)[1].lower() in IMAGE_EXTENSIONS)
+        for name in names:
+            stem = os.path.splitext(name)[0]
+            item = Item(f"{prefix}/{wnid}/{name}", stem, wnid)
+            (excluded if stem in exclude_ids else kept).append(item)
     if not kept and not excluded:
         raise FileNotFoundError(f"No images in the bank folder {root} (expected <wnid>/<image>).")
     return kept, excluded
