@@ -450,12 +450,7 @@ def exact_search(queries: Any, bank: Any, k: int = 5, metric: str = "euclidean",
     if m < 1:
         raise ValueError(f"class_members must be >= 1, got {class_members!r}.")
     q_all = _as_queries(queries, bank.dim)
-    if codes is not None:
-        codes = np.asarray(codes, dtype=np.int64)
-        if codes.shape != (n_bank,):
-            raise ValueError(f"codes has shape {codes.shape}; expected ({n_bank},).")
-        n_classes = int(n_classes if n_classes is not None else codes.max() + 1)
-        codes_t = torch.from_numpy(codes)
+    codes_t, n_classes = _check_codes(codes, n_classes, n_bank)
     excl_t = None
     if exclude is not None:
         exclude = np.asarray(exclude, dtype=bool)
@@ -468,18 +463,11 @@ def exact_search(queries: Any, bank: Any, k: int = 5, metric: str = "euclidean",
     n = q_all.shape[0]
     out_d = np.empty((n, k), np.float32)
     out_i = np.empty((n, k), np.int64)
-    out_c = np.empty((n, n_classes), np.float32) if codes is not None else None
+    out_c = np.empty((n, n_classes), np.float32) if codes_t is not None else None
     matrix = _half_matrix(bank)
-    # float16 products (the bank's own precision) pick k + 16 candidates, reranked exactly
-    k_pass = min(n_bank, k + 16) if matrix is not None else k
     with torch.inference_mode():
         for q0 in range(0, n, query_batch):
             q, q_const = _prepare_queries(q_all[q0:q0 + query_batch], metric)
-            nq = q.shape[0]
-            best_d = torch.full((nq, k_pass), float("inf"))
-            best_i = torch.zeros((nq, k_pass), dtype=torch.int64)
-            cls_d = (torch.full((nq, n_classes, m), float("inf")) if codes is not None
-                     else None)
             if matrix is not None:
                 scores = _half_scores(matrix, _row_norms(bank, matrix, metric), q, metric,
                                       block_size)
@@ -489,21 +477,13 @@ def exact_search(queries: Any, bank: Any, k: int = 5, metric: str = "euclidean",
                 from tqdm.auto import tqdm
 
                 scores = tqdm(scores, total=-(-n_bank // block_size), desc="kNN", unit="block")
-            for start, d in scores:
-                stop = start + d.shape[1]
-                if excl_t is not None:
-                    mask = excl_t[start:stop]
-                    if mask.any():
-                        d[:, mask] = float("inf")
-                bd, bi = torch.topk(d, min(k_pass, d.shape[1]), dim=1, largest=False, sorted=False)
-                cat_d = torch.cat([best_d, bd], 1)
-                cat_i = torch.cat([best_i, bi + start], 1)
-                best_d, pos = torch.topk(cat_d, k_pass, dim=1, largest=False, sorted=True)
-                best_i = torch.gather(cat_i, 1, pos)
-                if cls_d is not None:
-                    cls_d = _merge_class_nearest(cls_d, d, codes_t[start:stop])
+            # float16 products (the bank's own precision) pick k + 16 candidates, reranked
+            best_d, best_i, cls_d = _merge_blocks(scores, q.shape[0], min(n_bank, k + 16)
+                                                  if matrix is not None else k,
+                                                  excl_t, codes_t, n_classes, m)
             if matrix is not None:
                 best_d, best_i = _rerank(matrix, q, best_d, best_i, metric, k)
+            nq = q.shape[0]
             out_d[q0:q0 + nq] = _finish(best_d, q_const, metric).numpy()
             out_i[q0:q0 + nq] = best_i.numpy()
             if out_c is not None:
@@ -517,6 +497,42 @@ def exact_search(queries: Any, bank: Any, k: int = 5, metric: str = "euclidean",
         out_i[missing] = -1
         labels[missing] = ""
     return Neighbours(out_i, out_d, labels, out_c, None, metric)
+
+
+def _check_codes(codes: np.ndarray | None, n_classes: int | None, n_bank: int
+                 ) -> tuple[torch.Tensor | None, int | None]:
+    """The class codes as a tensor and the class count, checked against the bank."""
+    if codes is None:
+        return None, n_classes
+    codes = np.asarray(codes, dtype=np.int64)
+    if codes.shape != (n_bank,):
+        raise ValueError(f"codes has shape {codes.shape}; expected ({n_bank},).")
+    return torch.from_numpy(codes), int(n_classes if n_classes is not None else codes.max() + 1)
+
+
+def _merge_blocks(scores: Iterator[tuple[int, torch.Tensor]], nq: int, k: int,
+                  excl_t: torch.Tensor | None, codes_t: torch.Tensor | None,
+                  n_classes: int | None, m: int
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """The running top ``k`` (scores, indices; (nq, k), sorted) over the blocks' scores, with
+    excluded rows left out, and each class's ``m`` nearest scores (nq, C, m) when ``codes_t``."""
+    best_d = torch.full((nq, k), float("inf"))
+    best_i = torch.zeros((nq, k), dtype=torch.int64)
+    cls_d = torch.full((nq, n_classes, m), float("inf")) if codes_t is not None else None
+    for start, d in scores:
+        stop = start + d.shape[1]
+        if excl_t is not None:
+            mask = excl_t[start:stop]
+            if mask.any():
+                d[:, mask] = float("inf")
+        bd, bi = torch.topk(d, min(k, d.shape[1]), dim=1, largest=False, sorted=False)
+        cat_d = torch.cat([best_d, bd], 1)
+        cat_i = torch.cat([best_i, bi + start], 1)
+        best_d, pos = torch.topk(cat_d, k, dim=1, largest=False, sorted=True)
+        best_i = torch.gather(cat_i, 1, pos)
+        if cls_d is not None:
+            cls_d = _merge_class_nearest(cls_d, d, codes_t[start:stop])
+    return best_d, best_i, cls_d
 
 
 def _stream_scores(bank: Any, q: torch.Tensor, metric: str, block_size: int,
