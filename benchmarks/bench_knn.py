@@ -1,12 +1,12 @@
 """kNN search: sbd's streaming exact search against sklearn's brute-force NearestNeighbors.
 
 A seeded synthetic bank (default 200,000 x 2048 float16, 1,000 clustered classes) is
-written with sbd's own bank writer (``sbd.features.bank.BankWriter``: the HDF5 layout,
-chunking and gzip compression of real banks) and 50 queries (bank rows plus noise) are
-searched for their k=5 nearest neighbours by
+written with sbd's own bank writer (``sbd.features.bank.BankWriter``: the contiguous HDF5
+layout of real banks) and 50 queries (bank rows plus noise) are searched for their k=5
+nearest neighbours by
 
-- sbd: ``sbd.decoding.knn.exact_search`` streaming the file in blocks (float16 storage,
-  float32 accumulation, chunks decompressed in parallel threads);
+- sbd: ``sbd.decoding.knn.exact_search`` over the memory-mapped file (float16 products on
+  AVX-512 CPUs, candidates reranked in float32; else float32 blocks);
 - sklearn: ``FeatureBank.load()`` (whole bank as float32) then
   ``NearestNeighbors(algorithm="brute", metric=<same>).fit(X).kneighbors(queries)``.
 
