@@ -203,6 +203,12 @@ def test_table_figure_and_metric_names(scorer, tmp_path):
     fig = field.plot_field_table(long, {"swav": "weights absent"})
     fig.savefig(tmp_path / "t.png")
     plt.close(fig)
+    other = {k: field.MetricResult(v.value, v.chance + 0.1, v.ci_low, v.ci_high, v.n)
+             for k, v in best.items()}
+    table, long = field.field_table({"sbd": best, "other": other})
+    assert list(table["method"]) == ["sbd", "other", "chance (sbd)", "chance (other)"]
+    fig = field.plot_field_table(long)
+    plt.close(fig)
     m = field.metric_dict(best)
     assert {"test/gen/ssim", "test/gen/ssim_chance", "test/gen/ssim_ci_low",
             "test/gen/ssim_ci_high"} <= set(m)

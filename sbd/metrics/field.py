@@ -39,6 +39,7 @@ slots (as MinD-Vis does), and the CI is a percentile bootstrap over test samples
 from __future__ import annotations
 
 import logging
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -196,7 +197,8 @@ def _clip(weights: bool):
 
     if weights:
         try:
-            net = CLIPVisionModelWithProjection.from_pretrained(CLIP_MODEL_ID, local_files_only=True)
+            net = CLIPVisionModelWithProjection.from_pretrained(CLIP_MODEL_ID,
+                                                                local_files_only=True)
         except OSError as err:
             raise WeightsMissing(f"{CLIP_MODEL_ID} not in the Hugging Face cache ({err})") from err
     else:
@@ -211,7 +213,8 @@ SPACES: dict[str, FeatureSpace] = {
     "alex5": FeatureSpace("alex5", _alexnet(11), "torchvision AlexNet_Weights.IMAGENET1K_V1"),
     "incep": FeatureSpace("incep", _inception, "torchvision Inception_V3_Weights.IMAGENET1K_V1"),
     "clip": FeatureSpace("clip", _clip, f"transformers {CLIP_MODEL_ID}", clip_norm=True),
-    "effnet": FeatureSpace("effnet", _effnet_b1, "torchvision EfficientNet_B1_Weights.IMAGENET1K_V1"),
+    "effnet": FeatureSpace("effnet", _effnet_b1,
+                           "torchvision EfficientNet_B1_Weights.IMAGENET1K_V1"),
     "swav": FeatureSpace("swav", _swav, f"facebookresearch/swav resnet50 ({SWAV_CHECKPOINT})"),
 }
 
@@ -597,7 +600,8 @@ class FieldScorer:
 
 # --------------------------------------------------------------------------- outputs
 def metric_dict(results: dict[str, MetricResult], prefix: str = "test/gen/") -> dict[str, float]:
-    """MLflow metrics: ``<prefix><key>``, ``…_chance``, ``…_ci_low``, ``…_ci_high``, ``…_n``."""
+    """MLflow metrics: ``<prefix><key>``, ``…_chance``, ``…_ci_low``, ``…_ci_high``,
+    ``…_n`` (samples scored)."""
     out = {}
     for key, r in results.items():
         out[f"{prefix}{key}"] = r.value
@@ -605,6 +609,31 @@ def metric_dict(results: dict[str, MetricResult], prefix: str = "test/gen/") -> 
         out[f"{prefix}{key}_ci_low"], out[f"{prefix}{key}_ci_high"] = r.ci_low, r.ci_high
         out[f"{prefix}{key}_n"] = float(r.n)
     return out
+
+
+def _chance_rows(rows: dict[str, dict[str, MetricResult]]) -> dict[str, dict[str, float]]:
+    """One ``chance`` row (label → chance) when every method has the same chance levels;
+    else one ``chance (<method>)`` row per method (pixel and distance metrics take theirs
+    from the method's own mismatched pairs)."""
+    per = {method: {m.label: (res[m.key].chance if m.key in res else np.nan) for m in METRICS}
+           for method, res in rows.items()}
+    if not per:
+        return {}
+    values = np.array([list(c.values()) for c in per.values()])
+    if _same_chance(values):
+        with warnings.catch_warnings():  # a metric no method has: NaN
+            warnings.simplefilter("ignore", RuntimeWarning)
+            return {"chance": dict(zip(per[next(iter(per))], np.nanmean(values, axis=0)))}
+    return {f"chance ({method})": c for method, c in per.items()}
+
+
+def _same_chance(chance: np.ndarray) -> bool:
+    """Whether the methods (rows) of ``chance`` (methods, metrics) agree on every metric
+    that more than one of them has (NaN: metric not computed for that method)."""
+    with warnings.catch_warnings():  # a metric no method has: NaN
+        warnings.simplefilter("ignore", RuntimeWarning)
+        spread = np.nanmax(chance, axis=0) - np.nanmin(chance, axis=0)
+    return bool(np.all(~(spread > 1e-9)))
 
 
 def field_table(rows: dict[str, dict[str, MetricResult]]) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -619,11 +648,7 @@ def field_table(rows: dict[str, dict[str, MetricResult]]) -> tuple[pd.DataFrame,
                                           "ci_low", "ci_high", "n", "higher_is_better"])
     wide = {method: {m.label: (res[m.key].value if m.key in res else np.nan) for m in METRICS}
             for method, res in rows.items()}
-    chances = {}
-    for m in METRICS:
-        found = [res[m.key].chance for res in rows.values() if m.key in res]
-        chances[m.label] = float(np.mean(found)) if found else np.nan
-    wide["chance"] = chances
+    wide.update(_chance_rows(rows))
     table = pd.DataFrame.from_dict(wide, orient="index")
     table.index.name = "method"
     return table.reset_index(), long_df
@@ -645,8 +670,14 @@ def plot_field_table(long: pd.DataFrame, skipped: dict[str, str] | None = None,
             r = by.get((method, m.key))
             row.append("—" if r is None else f"{r.value:.3f}\n[{r.ci_low:.3f}, {r.ci_high:.3f}]")
         cells.append(row)
-    cells.append(["chance"] + [f"{long.loc[long.metric == m.key, 'chance'].mean():.3f}"
-                               for m in cols])
+    chance = long.pivot_table(index="method", columns="metric", values="chance", sort=False)
+    chance = chance.reindex(index=methods, columns=[m.key for m in cols])
+    if _same_chance(chance.to_numpy()):
+        rows = [("chance", chance.mean(axis=0, skipna=True))]
+    else:
+        rows = [(f"chance ({method})", chance.loc[method]) for method in methods]
+    for name, values in rows:
+        cells.append([name] + [("—" if np.isnan(c) else f"{c:.3f}") for c in values])
     header = ["method"] + [f"{m.label.replace(' (', chr(10) + '(')} {'↑' if m.higher else '↓'}"
                            for m in cols]
     fig, ax = plt.subplots(figsize=(1.3 * len(header) + 0.6, 0.6 * len(cells) + 1.8))

@@ -209,7 +209,11 @@ def _field_metrics(root: Path, backbone: str, test, have: np.ndarray,
     gen = (field.generated_images(gen_table, test.image_ids) if gen_table is not None
            else [[None]] * len(stimuli))
     keep = [i for i in range(len(stimuli)) if have[i] and stimuli[i] is not None and gen[i]]
-    n_slots = min(len(gen[i]) for i in keep) if gen_table is not None and keep else 1
+    if len(keep) < 2:
+        log.warning("field metrics skipped: %d test samples have a stimulus image and a "
+                    "rank-1 generated image (2 needed)", len(keep))
+        return {}
+    n_slots = min(len(gen[i]) for i in keep) if gen_table is not None else 1
     with FeatureBank(features_file(root, backbone, "bank")) as bank:
         nearest = field.nearest_bank_images(pred[keep], bank, k=n_slots)
     methods = {"nearest bank image": nearest}
