@@ -680,18 +680,17 @@ def plot_field_table(long: pd.DataFrame, skipped: dict[str, str] | None = None,
         cells.append([name] + [("—" if np.isnan(c) else f"{c:.3f}") for c in values])
     header = ["method"] + [f"{m.label.replace(' (', chr(10) + '(')} {'↑' if m.higher else '↓'}"
                            for m in cols]
-    fig, ax = plt.subplots(figsize=(1.3 * len(header) + 0.6, 0.6 * len(cells) + 1.8))
+    widths = [2.2] + [1.3] * len(cols)
+    fig, ax = plt.subplots(figsize=(sum(widths) + 0.4, 0.6 * len(cells) + 1.8))
     ax.axis("off")
-    tab = ax.table(cellText=cells, colLabels=header, cellLoc="center", bbox=[0, 0.18, 1, 0.72])
+    tab = ax.table(cellText=cells, colLabels=header, cellLoc="center", bbox=[0, 0.15, 1, 0.75],
+                   colWidths=[w / sum(widths) for w in widths])
     tab.auto_set_font_size(False)
     tab.set_fontsize(7)
     ax.set_title(title, fontsize=10)
-    if skipped:
-        import textwrap
-
-        note = "not computed: " + "; ".join(f"{k} ({v})" for k, v in skipped.items())
-        fig.text(0.01, 0.01, "\n".join(textwrap.wrap(note, int(18 * len(header)))),
-                 fontsize=6, va="bottom")
+    if skipped:  # the reasons are long (paths): they are in the skipped table
+        fig.text(0.01, 0.02, "not computed (weights not available locally): "
+                 + ", ".join(skipped), fontsize=7, va="bottom")
     return fig
 
 
