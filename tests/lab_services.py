@@ -162,8 +162,8 @@ class MlflowServer:
 @contextlib.contextmanager
 def use_server(url: str, experiment: str):
     """Point this process (and its subprocesses, through the environment) at the tracking
-    server ``url`` and experiment ``experiment`` (created when missing); the previous
-    tracking settings are restored afterwards."""
+    server or store ``url`` and experiment ``experiment`` (created when missing); the
+    previous tracking settings are restored afterwards."""
     import mlflow
 
     keys = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_EXPERIMENT_NAME")
