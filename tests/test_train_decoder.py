@@ -118,3 +118,27 @@ def test_registered_decoder_gives_one_answer_per_sample(trained, phantom_feature
     got = pd.DataFrame(json.loads(body)["predictions"])
     assert len(got) == 1
     assert list(got.filter(like="wnid_").iloc[0]) == list(together.filter(like="wnid_").iloc[3])
+
+
+def test_workers_of_one_study_register_its_choice_once(phantom_features, tmp_path,
+                                                       store_of_its_own):
+    """Two train_decoder workers on one stored study (sqlite here; PostgreSQL in a lab): the
+    trials add up, and the second registers a version only when its re-checked choice
+    validated better than the first's; otherwise its run points at the first's version."""
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    kw = dict(dataset="phantom", data_dir=str(phantom_features), subject=2, roi="VC",
+              n_trials=4, storage=storage, study_name="shared")
+    with store_of_its_own(tmp_path, "sbd-workers"):
+        runs = [mlflow.get_run(train_decoder.run(seed=s, **kw)) for s in (0, 1)]
+        name = model_name("decoder", "phantom", 2, "VC")
+        versions = mlflow.MlflowClient().search_model_versions(
+            f"name = '{name}' and tags.optuna_study = 'shared'")
+    import optuna
+
+    assert len(optuna.load_study(study_name="shared", storage=storage).trials) == 8
+    first, second = (r.data.metrics["val/objective"] for r in runs)
+    uris = [r.data.tags["sbd.decoder_uri"] for r in runs]
+    if second > first:
+        assert len(versions) == 2 and uris[0] != uris[1]
+    else:
+        assert len(versions) == 1 and uris[0] == uris[1] == f"models:/{name}/1"

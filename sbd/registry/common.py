@@ -85,6 +85,37 @@ def register_model_version(model_uri: str, name: str, score: float,
     return client.get_model_version(name, mv.version), better
 
 
+STUDY_TAG = "optuna_study"
+
+
+def study_version(name: str, study_name: str, match: dict[str, Any],
+                  at_least: float | None = None) -> tuple[str, bool] | None:
+    """The version of ``name`` that a worker of the shared Optuna study ``study_name`` uses
+    instead of registering its own, or None (register).  Called under
+    :func:`sbd.decoding.tuning.study_lock`, so the workers of one study register its best
+    once.  A version of the study qualifies when its tags equal ``match`` (the same trial,
+    or the same chosen configuration), or, with ``at_least``, when its ``val_score`` is at
+    least that (a worker whose own choice validated no better does not add a version).
+    Returns ``(models:/name/version, is champion)`` of the oldest qualifying version."""
+    try:
+        versions = MlflowClient().search_model_versions(
+            f"name = '{name}' and tags.{STUDY_TAG} = '{study_name}'")
+    except MlflowException:  # no such model yet
+        return None
+
+    def qualifies(v: ModelVersion) -> bool:
+        if all(v.tags.get(k) == str(val) for k, val in match.items()):
+            return True
+        score = float(v.tags.get(SCORE_TAG, "nan"))
+        return at_least is not None and score >= at_least
+
+    ok = [v for v in versions if qualifies(v)]
+    if not ok:
+        return None
+    mv = min(ok, key=lambda v: int(v.version))
+    return f"models:/{mv.name}/{mv.version}", CHAMPION in (mv.aliases or [])
+
+
 _MODEL_URI = re.compile(r"models:/([^/@]+)(?:@([^/@]+)|/(\d+))")
 
 

@@ -20,6 +20,7 @@ artifacts ``tuning/trials.csv`` and ``tuning/best.json``; tags ``sbd.decoder_uri
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import tempfile
@@ -51,7 +52,8 @@ def run(dataset: str = "phantom", data_dir: str = "", subject: int = 1, roi: str
     from sbd.features.backbones import resolve_backbone
     from sbd.features.bank import FeatureBank, check_same_backbone
     from sbd.registry import ridge_model
-    from sbd.registry.common import model_name
+    from sbd.decoding import tuning
+    from sbd.registry.common import STUDY_TAG, model_name, study_version
     from sbd.registry.decoder_model import log_decoder_model, register_decoder_model
     from sbd.registry.knn_model import log_knn_model
 
@@ -118,15 +120,28 @@ def run(dataset: str = "phantom", data_dir: str = "", subject: int = 1, roi: str
         info = log_decoder_model(ridge_info.model_uri, knn_info.model_uri, name="decoder",
                                  input_example=pd.DataFrame(
                                      X[:1], columns=[f"v{i}" for i in range(X.shape[1])]))
-        version, champion = register_decoder_model(
-            info.model_uri, dataset, subject, roi, backbone, result.best_value,
-            ridge_info.model_uri, knn_info.model_uri,
-            extra_tags={"val_metric": f"val/{objective}", "validation": validation,
-                        "run_id": active.info.run_id,
-                        **{f"val_{k}": round(v, 6) for k, v in best.items()},
-                        **{f"paper_val_{k}": round(v, 6) for k, v in paper.items()},
-                        **result.best_params})
-        uri = f"models:/{version.name}/{version.version}"
+        # workers of one shared study register its choice once: a later worker that chose
+        # the same configuration, or one that validated no better, points to that version
+        choice = hashlib.sha256(json.dumps(result.best_params, sort_keys=True,
+                                           default=str).encode()).hexdigest()[:16]
+        with tuning.study_lock(storage, study_name):
+            found = study_version(model_name("decoder", dataset, subject, roi), study_name,
+                                  {"decoder_choice": choice}, result.best_value
+                                  ) if storage else None
+            if found is not None:
+                uri, champion = found
+                log.info("train_decoder: the study's choice is registered already (%s)", uri)
+            else:
+                study_tags = {STUDY_TAG: study_name, "decoder_choice": choice} if storage else {}
+                version, champion = register_decoder_model(
+                    info.model_uri, dataset, subject, roi, backbone, result.best_value,
+                    ridge_info.model_uri, knn_info.model_uri,
+                    extra_tags={"val_metric": f"val/{objective}", "validation": validation,
+                                "run_id": active.info.run_id,
+                                **{f"val_{k}": round(v, 6) for k, v in best.items()},
+                                **{f"paper_val_{k}": round(v, 6) for k, v in paper.items()},
+                                **result.best_params, **study_tags})
+                uri = f"models:/{version.name}/{version.version}"
         mlflow.set_tags(tracking.model_tags("decoder", uri, champion))
         log.info("train_decoder: registered %s (champion: %s)", uri, champion)
         return active.info.run_id

@@ -23,7 +23,7 @@ from sbd.data.layout import resolve_data_dir
 from sbd.decoding import tuning
 from sbd.decoding.training_data import load_training_data
 from sbd.registry import ridge_model
-from sbd.registry.common import model_name
+from sbd.registry.common import STUDY_TAG, model_name, study_version
 
 log = logging.getLogger(__name__)
 
@@ -69,14 +69,14 @@ def run(dataset: str = "phantom", data_dir: str = "", subject: int = 1, roi: str
         # workers of one shared study register its best once: the first to finish does,
         # a later one whose best is the same trial points to that version
         with tuning.study_lock(storage, study_name):
-            found = _registered_best(model_name("ridge", dataset, subject, roi), study_name,
-                                     best_trial) if storage else None
+            found = study_version(model_name("ridge", dataset, subject, roi), study_name,
+                                  {"optuna_trial": best_trial}) if storage else None
             if found is not None:
                 uri, champion = found
                 log.info("train_ridge: the study's best (trial %d) is registered already",
                          best_trial)
             else:
-                study_tags = ({"optuna_study": study_name, "optuna_trial": best_trial}
+                study_tags = ({STUDY_TAG: study_name, "optuna_trial": best_trial}
                               if storage else {})
                 version, champion = ridge_model.register_ridge_model(
                     info.model_uri, dataset, subject, roi, backbone, score, result.best_params,
@@ -90,19 +90,3 @@ def run(dataset: str = "phantom", data_dir: str = "", subject: int = 1, roi: str
         log.info("train_ridge: registered %s (champion: %s)", uri, champion)
         return active.info.run_id
 
-
-def _registered_best(name: str, study_name: str, trial: int) -> tuple[str, bool] | None:
-    """``(models:/name/version, is champion)`` of the version registered for ``trial`` of
-    study ``study_name``, or None."""
-    from mlflow.exceptions import MlflowException
-
-    try:
-        versions = mlflow.MlflowClient().search_model_versions(
-            f"name = '{name}' and tags.optuna_study = '{study_name}' "
-            f"and tags.optuna_trial = '{trial}'")
-    except MlflowException:  # no such model yet
-        return None
-    if not versions:
-        return None
-    mv = min(versions, key=lambda v: int(v.version))
-    return f"models:/{mv.name}/{mv.version}", "champion" in (mv.aliases or [])
