@@ -143,13 +143,12 @@ def load_bank(path: str | Path, normalizer: FeatureNormalizer | None = None,
     need_mb = len(fb) * fb.dim * 2 / 2**20
     limit = 0.8 * available_mb() if in_memory_mb < 0 else in_memory_mb
     plain = normalizer is None or normalizer.mode == "none"
-    if plain and fb.array() is not None and fb.dtype == np.float16 and (
-            in_memory_mb < 0 or need_mb <= limit):
-        return fb, False
     if need_mb > limit:
         log.warning("The bank %s (%.0f MiB as float16) does not fit in memory (limit %.0f MiB): "
                     "it is read from disk for every request. Free memory, or use a FAISS IVF "
                     "decoder (train_knn -P backend=faiss-ivf).", path, need_mb, limit)
+        return fb, False
+    if plain and fb.array() is not None and fb.dtype == np.float16:
         return fb, False
     out = np.empty((len(fb), fb.dim), np.float16)
     for start, block in fb.iter_blocks(65536, mapped=False):
