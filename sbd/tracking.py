@@ -34,6 +34,8 @@ MODEL_ID_TAG = "sbd.model_id"
 OBJECTIVE_TAG = "sbd.objective"
 RIDGE_PARAMS_SOURCE_TAG = "sbd.ridge_params_source"
 DECODER_VERSION_TAG = "sbd.decoder_version"
+FIELD_CLASSIFIER_TAG = "sbd.field_classifier"
+FIELD_SKIPPED_TAG = "sbd.field_skipped"
 
 
 def chain_tags(dataset: str, subject: int | str | None = None, roi: str | None = None,

@@ -221,8 +221,8 @@ def _field_metrics(root: Path, backbone: str, test, have: np.ndarray,
         methods = {"sbd": [gen[i] for i in keep], **methods}
     result = field.evaluate_field([stimuli[i] for i in keep], [test.wnids[i] for i in keep],
                                   methods, seed=seed)
-    mlflow.set_tags({"sbd.field_classifier": result.classifier or "none",
-                     "sbd.field_skipped": ", ".join(result.skipped) or "none"})
+    mlflow.set_tags({tracking.FIELD_CLASSIFIER_TAG: result.classifier or "none",
+                     tracking.FIELD_SKIPPED_TAG: ", ".join(result.skipped) or "none"})
     _log_table(result.table, "field_metrics", tmp)
     _log_table(result.long, "field_metrics_ci", tmp)
     _log_table(pd.DataFrame({"space": list(result.skipped), "reason": list(result.skipped.values())},
@@ -285,7 +285,7 @@ def run(decoder: str = "", dataset: str = "phantom", data_dir: str = "", subject
         info = resolve_model_version(uri)[1] if uri.startswith("models:/") else {}
         backbone = info.get("backbone") or resolve_backbone(dataset, "")
         mlflow.set_tags({tracking.BACKBONE_TAG: backbone,
-                         **({"sbd.decoder_version": info["version"]} if "version" in info else {})})
+                         **({tracking.DECODER_VERSION_TAG: info["version"]} if "version" in info else {})})
         model = mlflow.pyfunc.load_model(uri)
         with FeatureBank(features_file(root, backbone, "bank")) as bank:
             label_set = sorted(set(bank.wnids.tolist()))
