@@ -35,17 +35,21 @@ def _worker(data: Path, storage: str, study: str, n_trials: int, seed: int, log:
         env=env, stdout=open(log, "w"), stderr=subprocess.STDOUT, start_new_session=True)
 
 
-def _states(storage: str, study: str) -> list[tuple[int, str]]:
-    """(number, state) of the study's trials, read straight from PostgreSQL."""
+def _states(storage: str, study: str, beating: bool = False) -> list[tuple[int, str]]:
+    """(number, state) of the study's trials, read straight from PostgreSQL; with
+    ``beating``, only the trials whose heartbeat has been recorded."""
     import psycopg
 
     with psycopg.connect(storage) as conn, conn.cursor() as cur:
-        cur.execute("SELECT to_regclass('trials') IS NOT NULL")
-        if not cur.fetchone()[0]:  # no worker has made the tables yet
+        cur.execute("SELECT to_regclass('trials') IS NOT NULL, "
+                    "to_regclass('trial_heartbeats') IS NOT NULL")
+        trials, beats = cur.fetchone()
+        if not trials or (beating and not beats):  # no worker has made the tables yet
             return []
+        join = "JOIN trial_heartbeats h ON h.trial_id = t.trial_id " if beating else ""
         cur.execute("SELECT t.number, t.state FROM trials t JOIN studies s "
-                    "ON s.study_id = t.study_id WHERE s.study_name = %s ORDER BY t.number",
-                    (study,))
+                    f"ON s.study_id = t.study_id {join}WHERE s.study_name = %s "
+                    "ORDER BY t.number", (study,))
         return [(n, str(s)) for n, s in cur.fetchall()]
 
 
@@ -93,8 +97,11 @@ def test_a_worker_killed_mid_trial_leaves_the_study_consistent(postgres, phantom
                        env)
         deadline = time.time() + 120
         while proc.poll() is None and time.time() < deadline:
-            running = [n for n, s in _states(storage, "killed") if s == "RUNNING"]
-            if running and running[0] >= 2:  # a few trials done, one under way
+            # a few trials done, one under way whose heartbeat is recorded (a trial killed
+            # before its first heartbeat is never seen as stale: Optuna's blind spot)
+            running = [n for n, s in _states(storage, "killed", beating=True)
+                       if s == "RUNNING"]
+            if running and running[0] >= 2:
                 break
             time.sleep(0.02)
         os.killpg(proc.pid, signal.SIGKILL)
