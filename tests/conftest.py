@@ -215,15 +215,9 @@ class ServedModel:
             return e.code, e.read().decode()
 
     def stop(self) -> None:
-        import signal
-        import subprocess
+        from lab_services import stop_group
 
-        os.killpg(self.proc.pid, signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
+        stop_group(self.proc)
         self._log.close()
 
 
