@@ -1,10 +1,11 @@
 """The registered tiny generators of a data folder: finding the one trained on its bank
 (:func:`find`) and training, evaluating, logging and registering one
-(:func:`train_and_register`, what the ``train_tiny`` entry point runs and what ``generate``
-runs when none exists)."""
+(:func:`train_and_register`, what the ``train_tiny`` entry point runs), or either
+(:func:`find_or_train`, what ``generate`` and ``main`` do)."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,9 @@ import mlflow
 from sbd.data.layout import resolve_data_dir
 from sbd.tracking import chain_tags, model_tag, step_run
 
-__all__ = ["find", "train_and_register"]
+__all__ = ["find", "train_and_register", "find_or_train"]
+
+log = logging.getLogger(__name__)
 
 
 def find(dataset: str, data_dir: str | Path, preset: str | None = None) -> str | None:
@@ -78,3 +81,20 @@ def train_and_register(dataset: str, data_dir: str | Path, preset: str = "defaul
                                    **figures})
         mlflow.set_tag(model_tag("tiny"), uri)
         return active.info.run_id, uri
+
+
+def find_or_train(dataset: str, data_dir: str | Path, preset: str,
+                  progress: bool = True) -> str:
+    """The registered tiny model for this bank and ``preset`` (:func:`find`), trained first
+    (:func:`train_and_register`, a nested ``train_tiny`` run) when there is none; ``preset``
+    "" or "none" accepts any preset and makes the absence an error instead."""
+    any_preset = preset in ("", "none")
+    found = find(dataset, data_dir, None if any_preset else preset)
+    if found is not None:
+        return found
+    if any_preset:
+        raise ValueError(f"No registered tiny model trained on the bank of {data_dir} and "
+                         f"tiny_preset={preset!r}: train one (the train_tiny entry "
+                         "point) or pass model_id.")
+    log.info("No registered tiny model for this bank: training one (preset %r).", preset)
+    return train_and_register(dataset, data_dir, preset, progress=progress)[1]

@@ -20,9 +20,8 @@ of ``(seed, row, wnid, n)``. Metrics: ``generate/n_images``, ``generate/n_blanke
 
 ``generator=tiny`` with no ``model_id`` uses the registered ``sbd-<dataset>-tiny-generator``
 version trained on this data folder's bank with preset ``tiny_preset``
-(:func:`sbd.generate.tiny_models.find`);
-when there is none it is trained first (:func:`sbd.generate.tiny_models.train_and_register`,
-in a nested ``train_tiny`` run, as the ``train_tiny`` entry point does;
+or, when there is none, trains one first in a nested ``train_tiny`` run, as the
+``train_tiny`` entry point does (:func:`sbd.generate.tiny_models.find_or_train`;
 ``tiny_preset="none"`` accepts any preset and makes the absence an error instead).
 """
 
@@ -65,24 +64,6 @@ def _stimulus_image(path: Path | None, record: SkippedImages) -> Image.Image | N
     return im
 
 
-def _tiny_model(dataset: str, data_root: Path, tiny_preset: str, progress: bool) -> str:
-    """The registered tiny model for this bank (and preset), trained first when there is
-    none — unless ``tiny_preset`` is "" or "none"."""
-    from sbd.generate import tiny_models
-
-    any_preset = tiny_preset in ("", "none")
-    found = tiny_models.find(dataset, data_root, None if any_preset else tiny_preset)
-    if found is not None:
-        return found
-    if any_preset:
-        raise ValueError(f"No registered tiny model trained on the bank of {data_root} and "
-                         f"tiny_preset={tiny_preset!r}: train one (the train_tiny entry "
-                         "point) or pass model_id.")
-    log.info("No registered tiny model for this bank: training one (preset %r).", tiny_preset)
-    return tiny_models.train_and_register(dataset, data_root, tiny_preset,
-                                          progress=progress)[1]
-
-
 def _log_images(sid: str, wnids: list[str], images: list[list[Image.Image]],
                 blanked: list[dict]) -> list[str]:
     """Log one sample's images as ``generated/<sid>/rank<r>_<wnid>_<n>.png``; returns their
@@ -119,7 +100,7 @@ def run(decoder: str = "", dataset: str = "phantom", data_dir: str = "", subject
     limit : only the first ``limit`` test samples (0 = all).
     """
     from sbd.data import god
-    from sbd.generate import grids
+    from sbd.generate import grids, tiny_models
     from sbd.generate.generators import GENERATORS, get_generator
     from sbd import wordnet
 
@@ -142,7 +123,7 @@ def run(decoder: str = "", dataset: str = "phantom", data_dir: str = "", subject
 
         gen_model_id = model_id or None
         if generator == "tiny" and not model_id:
-            gen_model_id = _tiny_model(dataset, data_root, tiny_preset, progress)
+            gen_model_id = tiny_models.find_or_train(dataset, data_root, tiny_preset, progress)
         mlflow.set_tag(tracking.MODEL_ID_TAG,
                        str(gen_model_id or GENERATORS[generator].default_model_id))
         gen = get_generator(generator, gen_model_id, device=device,

@@ -90,7 +90,9 @@ def run(dataset: str = "phantom", data_dir: str = "", preset: str = "default",
                     if generator == "tiny" else {})
         if generator == "tiny" and executor != "sequential":
             # trained here, once, before the chains that use it start side by side
-            _ensure_tiny_model(dataset, root, gen_opts["tiny_preset"])
+            from sbd.generate import tiny_models
+
+            tiny_models.find_or_train(dataset, root, gen_opts["tiny_preset"], progress=False)
         chains = [dict(subject=subject, roi=roi, dataset=dataset, root=root, backbone=backbone,
                        n_trials=n_trials, seed=seed, generator=generator, gen_opts=gen_opts,
                        feat_run=feat_run, force=force)
@@ -156,17 +158,6 @@ def run_chain(subject: int, roi: str, dataset: str, root: str, backbone: str, n_
     row = {"subject": subject, "roi": roi, "evaluate_run": eval_run,
            **{m: metrics.get(m) for m in SUMMARY_METRICS}}
     return {"row": row, "grid": (subject, roi, gen_run), "reused": reused}
-
-
-def _ensure_tiny_model(dataset: str, root: str, preset: str) -> str:
-    """The registered tiny generator of this bank, trained (a ``train_tiny`` child run) when
-    there is none — what the first ``generate`` would otherwise do, once per chain at once."""
-    from sbd.generate import tiny_models
-
-    found = tiny_models.find(dataset, root, preset)
-    if found is not None:
-        return found
-    return tiny_models.train_and_register(dataset, root, preset, progress=False)[1]
 
 
 def _features_exist(root: str, backbone: str):
