@@ -611,20 +611,14 @@ def metric_dict(results: dict[str, MetricResult], prefix: str = "test/gen/") -> 
     return out
 
 
-def _chance_rows(rows: dict[str, dict[str, MetricResult]]) -> dict[str, dict[str, float]]:
-    """One ``chance`` row (label → chance) when every method has the same chance levels;
-    else one ``chance (<method>)`` row per method (pixel and distance metrics take theirs
-    from the method's own mismatched pairs)."""
-    per = {method: {m.label: (res[m.key].chance if m.key in res else np.nan) for m in METRICS}
-           for method, res in rows.items()}
-    if not per:
-        return {}
-    values = np.array([list(c.values()) for c in per.values()])
-    if _same_chance(values):
-        with warnings.catch_warnings():  # a metric no method has: NaN
-            warnings.simplefilter("ignore", RuntimeWarning)
-            return {"chance": dict(zip(per[next(iter(per))], np.nanmean(values, axis=0)))}
-    return {f"chance ({method})": c for method, c in per.items()}
+def _chance_rows(chance: pd.DataFrame) -> list[tuple[str, pd.Series]]:
+    """The table's chance rows from ``chance`` (methods × metrics; NaN: not computed): one
+    ``chance`` row when every method has the same chance levels, else one
+    ``chance (<method>)`` row per method (pixel and distance metrics take theirs from the
+    method's own mismatched pairs)."""
+    if _same_chance(chance.to_numpy(dtype=float)):
+        return [("chance", chance.mean(axis=0, skipna=True))]
+    return [(f"chance ({method})", chance.loc[method]) for method in chance.index]
 
 
 def _same_chance(chance: np.ndarray) -> bool:
@@ -648,7 +642,10 @@ def field_table(rows: dict[str, dict[str, MetricResult]]) -> tuple[pd.DataFrame,
                                           "ci_low", "ci_high", "n", "higher_is_better"])
     wide = {method: {m.label: (res[m.key].value if m.key in res else np.nan) for m in METRICS}
             for method, res in rows.items()}
-    wide.update(_chance_rows(rows))
+    chance = pd.DataFrame.from_dict(
+        {method: {m.label: (res[m.key].chance if m.key in res else np.nan) for m in METRICS}
+         for method, res in rows.items()}, orient="index")
+    wide.update({name: values.to_dict() for name, values in _chance_rows(chance)} if rows else {})
     table = pd.DataFrame.from_dict(wide, orient="index")
     table.index.name = "method"
     return table.reset_index(), long_df
@@ -672,11 +669,7 @@ def plot_field_table(long: pd.DataFrame, skipped: dict[str, str] | None = None,
         cells.append(row)
     chance = long.pivot_table(index="method", columns="metric", values="chance", sort=False)
     chance = chance.reindex(index=methods, columns=[m.key for m in cols])
-    if _same_chance(chance.to_numpy()):
-        rows = [("chance", chance.mean(axis=0, skipna=True))]
-    else:
-        rows = [(f"chance ({method})", chance.loc[method]) for method in methods]
-    for name, values in rows:
+    for name, values in _chance_rows(chance):
         cells.append([name] + [("—" if np.isnan(c) else f"{c:.3f}") for c in values])
     header = ["method"] + [f"{m.label.replace(' (', chr(10) + '(')} {'↑' if m.higher else '↓'}"
                            for m in cols]
