@@ -14,6 +14,9 @@ from pathlib import Path
 
 import pytest
 
+import lab_services
+from lab_services import free_port, ping, stop_group, use_server
+
 
 def _use_store(root: Path) -> dict[str, str]:
     import mlflow
@@ -50,8 +53,6 @@ def _store_of_its_own(root: Path, experiment: str):
     """A tracking store + registry in ``root`` for a module's fixture, env vars included (so
     a served model or a subprocess finds it); the previous store is restored afterwards."""
     import mlflow
-
-    from lab_services import use_server
 
     uri = f"sqlite:///{root / 'mlflow.db'}"
     mlflow.set_tracking_uri(uri)
@@ -149,25 +150,6 @@ def one_torch_thread():
     torch.set_num_threads(n)
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _ping(base: str) -> bool:
-    import urllib.error
-    import urllib.request
-
-    try:
-        with urllib.request.urlopen(base + "/ping", timeout=2) as r:
-            return r.status == 200
-    except (urllib.error.URLError, ConnectionError, TimeoutError):
-        return False
-
-
 class ServedModel:
     """A model served by the real ``mlflow models serve`` on 127.0.0.1 (a free port)."""
 
@@ -175,7 +157,7 @@ class ServedModel:
         import subprocess
         import sys
 
-        self.base = f"http://127.0.0.1:{_free_port()}"
+        self.base = f"http://127.0.0.1:{free_port()}"
         port = self.base.rsplit(":", 1)[1]
         env = {**os.environ,
                "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
@@ -190,14 +172,14 @@ class ServedModel:
         import time
 
         deadline = time.time() + timeout
-        while not _ping(self.base):
+        while not ping(self.base, "/ping"):
             assert self.proc.poll() is None, self.log_path.read_text()[-3000:]
             assert time.time() < deadline, f"server did not answer /ping in {timeout:.0f} s"
             time.sleep(0.5)
         return self
 
     def ping(self) -> bool:
-        return _ping(self.base)
+        return ping(self.base, "/ping")
 
     def post(self, payload: dict | str) -> tuple[int, str]:
         """POST to /invocations: ``(HTTP status, body)``."""
@@ -215,8 +197,6 @@ class ServedModel:
             return e.code, e.read().decode()
 
     def stop(self) -> None:
-        from lab_services import stop_group
-
         stop_group(self.proc)
         self._log.close()
 
@@ -273,8 +253,6 @@ def pickled_files(tmp_path):
 def postgres():
     """A throw-away PostgreSQL cluster on this machine (``.url(db)``, ``.create_database``);
     skips, saying why, only when none can be started here."""
-    import lab_services
-
     try:
         import psycopg  # noqa: F401  (the driver SQLAlchemy 2.1 uses for postgresql://)
     except ImportError:
@@ -290,8 +268,6 @@ def postgres():
 @pytest.fixture(scope="session")
 def mlflow_server(postgres, tmp_path_factory):
     """The URL of a real ``mlflow server`` (PostgreSQL backend store, served artifacts)."""
-    import lab_services
-
     root = tmp_path_factory.mktemp("mlflow-server")
     try:
         backend = postgres.create_database("mlflow")

@@ -111,9 +111,11 @@ def start_postgres() -> Postgres:
     return pg
 
 
-def _ping(url: str) -> bool:
+def ping(url: str, path: str = "/health") -> bool:
+    """Whether the server at ``url`` answers ``path`` with 200 (mlflow server: /health;
+    mlflow models serve: /ping)."""
     try:
-        with urllib.request.urlopen(url + "/health", timeout=2) as r:
+        with urllib.request.urlopen(url + path, timeout=2) as r:
             return r.status == 200
     except (urllib.error.URLError, ConnectionError, TimeoutError):
         return False
@@ -140,7 +142,7 @@ class MlflowServer:
 
     def wait(self, timeout: float = 120.0) -> "MlflowServer":
         deadline = time.time() + timeout
-        while not _ping(self.url):
+        while not ping(self.url):
             if self.proc.poll() is not None or time.time() > deadline:
                 self.stop()
                 raise Unavailable("mlflow server did not start: "
