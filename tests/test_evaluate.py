@@ -100,8 +100,25 @@ def test_evaluate_end_to_end(phantom_features, mlflow_store, register_decoder, t
     for key in ("wup_top1", "wup_chance", "wup_p", "top5_acc", "ident2_acc"):
         assert f"baseline/paper/{key}" in m, key
     assert samples["paper_wup_top1"].mean() == pytest.approx(m["baseline/paper/wup_top1"])
-    assert m["baseline/paper/gain_wup_top1"] == pytest.approx(
-        m["test/wup_top1"] - m["baseline/paper/wup_top1"])
+    # what the answers say about their own sample, for the decoder, the paper and the arms
+    # that attribute the gain (the paper's features through sbd's labels, and vice versa)
+    for prefix in ("test/", "baseline/paper/", "attribution/paper_features/",
+                   "attribution/sbd_features/"):
+        for key in ("wup_shuffled", "wup_specific", "wup_constant", "top1_acc_inbank",
+                    "top5_acc_inbank", "n_inbank", "rank1_distinct", "ident2_acc"):
+            assert f"{prefix}{key}" in m, f"{prefix}{key}"
+        assert m[f"{prefix}wup_specific"] == pytest.approx(
+            m[f"{prefix}wup_top1"] - m[f"{prefix}wup_shuffled"])
+        assert m[f"{prefix}wup_specific_ci_low"] <= m[f"{prefix}wup_specific"] <= \
+            m[f"{prefix}wup_specific_ci_high"]
+    assert samples["wup_specific"].mean() == pytest.approx(m["test/wup_specific"])
+    assert samples["paper_wup_specific"].mean() == pytest.approx(m["baseline/paper/wup_specific"])
+    # each arm takes its features from one method and its labels from the other
+    assert m["attribution/paper_features/ident2_acc"] == m["baseline/paper/ident2_acc"]
+    assert m["attribution/sbd_features/ident2_acc"] == m["test/ident2_acc"]
+    # the small phantom's bank holds 4 of its 10 test categories
+    assert m["test/n_inbank"] == 4
+    assert m["test/wup_top1"] <= 1 and m["test/wup_constant"] < 1
     assert "figures/test_vs_paper.png" in arts
     _check_field_metrics(client, run_id, m, arts, tmp_path)
 

@@ -274,6 +274,75 @@ def test_evaluate_decoding(wn, ids):
         decoding.evaluate_decoding(true, ranked, list(ids.values()), feats, None)
 
 
+def test_a_constant_answer_says_nothing_about_its_sample(wn, ids):
+    """One label for every sample: what it scores is what it scores whichever sample it is
+    given for, so wup_specific is 0, and it cannot beat the best constant answer."""
+    true = [ids[n] for n in ("dog.n.01", "cat.n.01", "car.n.01", "milk.n.01", "apple.n.01",
+                             "truck.n.01")]
+    label_set = list(ids.values())
+    for answer in label_set:
+        m = decoding.evaluate_decoding(true, [[answer]] * len(true), label_set, n_chance=50,
+                                       prefix="").metrics
+        assert abs(m["wup_specific"]) < 0.01, answer
+        assert m["wup_shuffled"] == pytest.approx(m["wup_top1"])
+        assert m["wup_top1"] <= m["wup_constant"] + 1e-12
+        assert m["wup_specific_ci_low"] <= m["wup_specific"] <= m["wup_specific_ci_high"]
+    # the best constant answer, by brute force over the label set with NLTK
+    best = max(np.mean([nltk_wup(wn, t, a) for t in true]) for a in label_set)
+    assert decoding.wup_constant(true, label_set)[1] == pytest.approx(best)
+
+
+def test_the_true_label_is_all_specific(wn, ids):
+    """Answering the truth: wup_specific = 1 - wup_shuffled, and wup_shuffled is the mean
+    of each true label against the other samples' truths (NLTK by hand)."""
+    # (not dog or apple: NLTK gives dog.n.01 with itself 13/14, apple.n.01 10/11, their
+    # hypernym paths differing in depth)
+    true = [ids[n] for n in ("cat.n.01", "car.n.01", "milk.n.01", "truck.n.01", "ostrich.n.02")]
+    m = decoding.evaluate_decoding(true, [[t] for t in true], list(ids.values()),
+                                   n_chance=50, prefix="").metrics
+    assert m["wup_top1"] == 1.0
+    assert m["wup_specific"] == pytest.approx(1 - m["wup_shuffled"])
+    by_hand = np.mean([np.mean([nltk_wup(wn, t, a) for t in true if t != a]) for a in true])
+    assert m["wup_shuffled"] == pytest.approx(by_hand)
+    assert m["wup_specific_ci_low"] > 0
+
+
+def test_exact_accuracy_over_the_categories_the_bank_holds(ids):
+    true = [ids["dog.n.01"], ids["cat.n.01"], ids["car.n.01"], ids["milk.n.01"]]
+    label_set = [ids["dog.n.01"], ids["cat.n.01"], ids["truck.n.01"]]  # car and milk absent
+    ranked = [[ids["dog.n.01"]], [ids["dog.n.01"], ids["cat.n.01"]], [ids["truck.n.01"]],
+              [ids["cat.n.01"]]]
+    ev = decoding.evaluate_decoding(true, ranked, label_set, n_chance=20, prefix="")
+    m = ev.metrics
+    assert m["n_inbank"] == 2 and m["top1_acc"] == 0.25
+    assert m["top1_acc_inbank"] == 0.5 and m["top5_acc_inbank"] == 1.0
+    assert list(ev.samples["in_bank"]) == [True, True, False, False]
+
+
+def test_label_set_context_by_brute_force(wn, ids):
+    true = [ids["dog.n.01"], ids["car.n.01"], ids["car.n.01"]]
+    labels = [ids["cat.n.01"], ids["truck.n.01"], ids["dog.n.01"]]
+    c = decoding.label_set_context(true, labels)
+    w = np.array([[nltk_wup(wn, t, a) for a in labels] for t in true])
+    assert c["n"] == 3 and c["n_in_set"] == 1 and c["n_labels"] == 3
+    assert c["uniform"] == pytest.approx(w.mean())
+    assert c["constant"] == pytest.approx(w.mean(axis=0).max())
+    assert c["constant_wnid"] == labels[int(np.argmax(w.mean(axis=0)))]
+    assert c["oracle"] == pytest.approx(w.max(axis=1).mean())
+
+
+def test_god_context_figures():
+    """GOD's test categories against ILSVRC-1k, from the shipped public lists: the figures
+    the README's context table states."""
+    from sbd.data.label_sets import god_test_wnids, imagenet1k_wnids
+
+    c = decoding.label_set_context(god_test_wnids(), imagenet1k_wnids())
+    assert (c["n"], c["n_in_set"]) == (50, 20)
+    assert c["constant_wnid"] == "n04423845"  # thimble
+    assert (round(c["uniform"], 3), round(c["constant"], 3), round(c["oracle"], 3)) == (
+        0.453, 0.576, 0.937)
+
+
 # --------------------------------------------------------------------------- images
 def test_judge_2afc_constructed():
     # stimuli on three axes; generated images close to their own stimulus, one confused

@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from functools import lru_cache
-from pathlib import Path
 from typing import Sequence
+
+from sbd.data.label_sets import imagenet1k_wnids
 
 log = logging.getLogger(__name__)
 
-IMAGENET1K_FILE = Path(__file__).with_name("imagenet1k_wnids.txt")
 OUT_OF_SET = ("nearest", "error")
 
 __all__ = ["ModelNotFoundError", "image_seed", "imagenet1k_wnids", "LabelIndex", "OUT_OF_SET"]
@@ -27,15 +26,6 @@ def image_seed(seed: int, sample: int, wnid: str, n: int) -> int:
     key = f"{int(seed)}:{int(sample)}:{wnid}:{int(n)}".encode()
     return int.from_bytes(hashlib.sha256(key).digest()[:8], "little") & (2**63 - 1)
 
-
-
-@lru_cache(maxsize=1)
-def imagenet1k_wnids() -> tuple[str, ...]:
-    """The 1000 ILSVRC-2012 wnids in class-index order (index 0 = n01440764)."""
-    wnids = tuple(IMAGENET1K_FILE.read_text().split())
-    if len(wnids) != 1000 or len(set(wnids)) != 1000:
-        raise ValueError(f"{IMAGENET1K_FILE} must list 1000 unique wnids, has {len(wnids)}.")
-    return wnids
 
 
 class LabelIndex:

@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from sbd.decoding.identification import identification
+from sbd.decoding.scores import shuffled_mean
 
 IDENTIFICATION_NS = (2, 10, 50)
 
@@ -204,6 +205,101 @@ def wup_permutation_p(true_wnids: Sequence[str], decoded_wnids: Sequence[str],
     return float((1 + np.sum(null >= observed - 1e-12)) / (1 + n_perm))
 
 
+def wup_shuffled(true_wnids: Sequence[str], decoded_wnids: Sequence[str]) -> np.ndarray:
+    """Per sample ``i``: the mean Wu-Palmer of its rank-1 answer against the *other*
+    samples' true categories, ``mean_{j != i} wup(true_j, decoded_i)`` — what the answer
+    scores whichever sample it is given for (the exact expectation of the top-1 Wu-Palmer
+    with the answers shuffled across samples).
+
+    Returns
+    -------
+    (n,) float64; with one sample, its top-1 Wu-Palmer (nothing to shuffle with).
+    """
+    if len(true_wnids) != len(decoded_wnids):
+        raise ValueError(f"{len(true_wnids)} true wnids but {len(decoded_wnids)} decoded wnids.")
+    n = len(true_wnids)
+    if n == 0:
+        raise ValueError("wup_shuffled needs at least one sample.")
+    ut, it = np.unique(np.asarray(true_wnids, dtype=str), return_inverse=True)
+    ud, id_ = np.unique(np.asarray(decoded_wnids, dtype=str), return_inverse=True)
+    return shuffled_mean(wup_matrix(list(ut), list(ud))[it][:, id_])  # (true j, answer i)
+
+
+def wup_specific(true_wnids: Sequence[str], decoded_wnids: Sequence[str]) -> np.ndarray:
+    """Per sample: top-1 Wu-Palmer minus :func:`wup_shuffled` — what the answer says about
+    *its* sample.  Its mean is 0 for any constant answer and ``1 - wup_shuffled`` for the
+    true labels; central labels that score well everywhere do not raise it.  (n,)"""
+    top1 = np.array([wup_cached(t, d) for t, d in zip(true_wnids, decoded_wnids)])
+    return top1 - wup_shuffled(true_wnids, decoded_wnids)
+
+
+def wup_constant(true_wnids: Sequence[str], label_set: Sequence[str]) -> tuple[str, float]:
+    """The best constant answer: the one label of ``label_set`` that, given for every
+    sample, scores the highest mean top-1 Wu-Palmer; ``(wnid, score)`` (ties: first in
+    sorted order).  A figure at or below it is no evidence of decoding."""
+    labels = sorted(set(label_set))
+    if not labels or len(true_wnids) == 0:
+        raise ValueError("wup_constant needs a non-empty label_set and at least one true wnid.")
+    ut, counts = np.unique(np.asarray(true_wnids, dtype=str), return_counts=True)
+    mean = counts @ wup_matrix(list(ut), labels) / counts.sum()
+    best = int(np.argmax(mean))
+    return labels[best], float(mean[best])
+
+
+def label_set_context(true_wnids: Sequence[str], label_set: Sequence[str]) -> dict[str, object]:
+    """What answering alone scores on top-1 Wu-Palmer, for true categories ``true_wnids``
+    and answers from ``label_set``, with no data at all: ``n``, ``n_in_set`` (categories
+    in the label set: exact top-1 can only hit these), ``uniform`` (a label drawn at random
+    from the set, exact expectation), ``constant`` / ``constant_wnid`` (the best constant
+    answer, :func:`wup_constant`) and ``oracle`` (the best label of the set for each
+    category: the ceiling)."""
+    labels = sorted(set(label_set))
+    ut, counts = np.unique(np.asarray(true_wnids, dtype=str), return_counts=True)
+    w = wup_matrix(list(ut), labels)
+    wnid, constant = wup_constant(true_wnids, labels)
+    return {"n": int(counts.sum()), "n_in_set": int(counts[np.isin(ut, labels)].sum()),
+            "n_labels": len(labels), "uniform": float(counts @ w.mean(axis=1) / counts.sum()),
+            "constant": constant, "constant_wnid": wnid,
+            "oracle": float(counts @ w.max(axis=1) / counts.sum())}
+
+
+def mean_ci(values: np.ndarray, seed: int = 0, n_resamples: int = 2000,
+            level: float = 0.95) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean of ``values`` (n,) over its samples
+    (:func:`scipy.stats.bootstrap`; NaNs dropped); NaN with fewer than 2 values or no
+    spread."""
+    from scipy.stats import bootstrap
+
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    if len(v) < 2 or np.ptp(v) == 0:
+        return (float(v.mean()),) * 2 if len(v) >= 2 else (float("nan"),) * 2
+    res = bootstrap((v,), np.mean, n_resamples=n_resamples, confidence_level=level,
+                    method="percentile", rng=np.random.default_rng(seed))
+    return float(res.confidence_interval.low), float(res.confidence_interval.high)
+
+
+def paired_gain(ours: Sequence[np.ndarray], theirs: Sequence[np.ndarray], seed: int = 0
+                ) -> dict[str, float]:
+    """Gain of one method over another on the same test images, several subjects as
+    repeated measures: per image, each method's figure is averaged over the subjects
+    (``ours[s]``, ``theirs[s]``: (n_images,) in the same image order for every subject),
+    then the images are resampled.  Returns ``gain`` (mean over images), ``ci_low`` /
+    ``ci_high`` (95 % bootstrap over images, :func:`mean_ci`), ``wilcoxon_p`` (signed-rank
+    test of the per-image gains; 1 when all are 0) and ``n_images``, ``n_subjects``."""
+    from scipy.stats import wilcoxon
+
+    a = np.mean([np.asarray(x, dtype=np.float64) for x in ours], axis=0)
+    b = np.mean([np.asarray(x, dtype=np.float64) for x in theirs], axis=0)
+    if a.shape != b.shape or a.ndim != 1:
+        raise ValueError(f"per-image figures disagree in shape: {a.shape} vs {b.shape}.")
+    d = a - b
+    lo, hi = mean_ci(d, seed=seed)
+    return {"gain": float(d.mean()), "ci_low": lo, "ci_high": hi,
+            "wilcoxon_p": float(wilcoxon(d).pvalue) if np.any(d) else 1.0,
+            "n_images": float(len(d)), "n_subjects": float(len(ours))}
+
+
 # --------------------------------------------------------------------------- accuracy
 def topk_hits(true_wnids: Sequence[str], ranked: Sequence[Sequence[str]], k: int) -> np.ndarray:
     """(n,) bool: is the true wnid among the first ``k`` decoded labels?
@@ -326,11 +422,13 @@ class DecodingEvaluation:
     metrics : metric name (with prefix) → value
     samples : one row per sample (see :func:`evaluate_decoding`)
     chance : the top-1 chance level
+    constant_wnid : the best constant answer (:func:`wup_constant`)
     """
 
     metrics: dict[str, float]
     samples: pd.DataFrame
     chance: ChanceLevel
+    constant_wnid: str = ""
 
 
 def evaluate_decoding(true_wnids: Sequence[str], ranked: Sequence[Sequence[str]],
@@ -371,6 +469,11 @@ def evaluate_decoding(true_wnids: Sequence[str], ranked: Sequence[Sequence[str]]
     chance_k = wup_chance(true_wnids, label_set, n_draws=n_chance, seed=seed, k=k)
     decoded1 = [r[0] for r in ranked]
     hits1, hits5 = topk_hits(true_wnids, ranked, 1), topk_hits(true_wnids, ranked, 5)
+    shuffled = wup_shuffled(true_wnids, decoded1)
+    specific = top1 - shuffled
+    constant_wnid, constant = wup_constant(true_wnids, label_set)
+    labels = set(label_set)
+    in_bank = np.array([t in labels for t in true_wnids], dtype=bool)
     m = {
         "n_samples": float(len(true_wnids)),
         "wup_top1": float(top1.mean()),
@@ -381,19 +484,32 @@ def evaluate_decoding(true_wnids: Sequence[str], ranked: Sequence[Sequence[str]]
         "wup_best_topk_chance": chance_k.mean,
         "wup_p": wup_permutation_p(true_wnids, decoded1, n_perm=n_chance, seed=seed),
         "wup_chance_p": float((1 + np.sum(chance.draws >= top1.mean() - 1e-12)) / (1 + n_chance)),
+        "wup_shuffled": float(shuffled.mean()),
+        "wup_specific": float(specific.mean()),
+        "wup_constant": constant,
         "top1_acc": float(hits1.mean()),
         "top5_acc": float(hits5.mean()),
         "top1_chance": topk_chance(true_wnids, label_set, 1),
         "top5_chance": topk_chance(true_wnids, label_set, 5),
+        "n_inbank": float(in_bank.sum()),
     }
+    m["wup_specific_ci_low"], m["wup_specific_ci_high"] = mean_ci(specific, seed=seed)
+    if in_bank.any():
+        m["top1_acc_inbank"] = float(hits1[in_bank].mean())
+        m["top5_acc_inbank"] = float(hits5[in_bank].mean())
+        m["top5_chance_inbank"] = topk_chance([t for t, b in zip(true_wnids, in_bank) if b],
+                                              label_set, 5)
     m["rank1_distinct"], m["rank1_top_share"] = rank1_diversity(decoded1)
     samples = pd.DataFrame({
         "true_wnid": list(true_wnids),
         "decoded_wnids": [";".join(r) for r in ranked],
         "top1_wnid": decoded1,
         "wup_top1": top1,
+        "wup_shuffled": shuffled,
+        "wup_specific": specific,
         "wup_best_topk": best,
         "best_rank": best_rank,
+        "in_bank": in_bank,
         "top1_correct": hits1,
         "top5_correct": hits5,
     })
@@ -424,7 +540,8 @@ def evaluate_decoding(true_wnids: Sequence[str], ranked: Sequence[Sequence[str]]
                 m[f"ident{n}_acc"] = float(np.nanmean(per_row)) if n_eff >= 2 else float("nan")
                 m[f"ident{n}_n"] = float(n_eff)
     metrics = {f"{prefix}{key}": value for key, value in m.items()}
-    return DecodingEvaluation(metrics=metrics, samples=samples, chance=chance)
+    return DecodingEvaluation(metrics=metrics, samples=samples, chance=chance,
+                              constant_wnid=constant_wnid)
 
 
 def evaluate_predictions(true_wnids: Sequence[str], ranked: Sequence[Sequence[str]],

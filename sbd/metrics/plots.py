@@ -273,33 +273,62 @@ def plot_by_roi(table: pd.DataFrame, metric: str, chance: str | float | None = "
     return fig
 
 
+HEADLINE = ("wup_top1", "wup_specific", "top1_acc_inbank", "top5_acc_inbank", "ident2_acc")
+
+
 def plot_against_baseline(metrics: dict[str, float], prefix: str = "test/",
                           baseline: str = "baseline/paper/",
-                          names: Sequence[str] = ("wup_top1", "top5_acc", "ident2_acc"),
-                          title: str = "") -> Figure:
-    """Grouped bars: the decoder (``prefix``), the baseline (``baseline``) and the chance
-    level of each metric (``<prefix><name>`` keys; chance from ``wup_chance``,
-    ``top5_chance``, or 0.5 for identification)."""
-    chance = {"wup_top1": metrics.get(f"{prefix}wup_chance"),
+                          names: Sequence[str] = HEADLINE,
+                          arms: dict[str, str] | None = None, title: str = "") -> Figure:
+    """Grouped bars: the decoder (``prefix``), the baseline (``baseline``), optional further
+    ``arms`` (label → metric prefix, e.g. the attribution arms) and each metric's floor:
+    chance (``wup_chance``; ``top5_chance_inbank``; 0.5 for identification; 0 for
+    ``wup_specific``, whose error bars are its bootstrap interval) and, for ``wup_top1``,
+    the best constant answer (``wup_constant``), which no figure of evidence may reach."""
+    methods = {"sbd decoder": prefix, "paper's pipeline": baseline, **(arms or {})}
+    colours = [COLORS["decoded"], COLORS["lcs"], "#ffbb78", "#aec7e8", "#c5b0d5"]
+    floors = {"wup_top1": metrics.get(f"{prefix}wup_chance"), "wup_specific": 0.0,
+              "top5_acc_inbank": metrics.get(f"{prefix}top5_chance_inbank"),
               "top5_acc": metrics.get(f"{prefix}top5_chance"),
               "top1_acc": metrics.get(f"{prefix}top1_chance")}
-    fig, ax = plt.subplots(figsize=(1.9 * len(names) + 2, 3.8))
+    width = 0.8 / len(methods)
+    fig, ax = plt.subplots(figsize=(1.2 * len(names) * (1 + 0.25 * len(methods)) + 2, 4.8))
     x = np.arange(len(names))
-    ours = [metrics.get(f"{prefix}{n}", np.nan) for n in names]
-    base = [metrics.get(f"{baseline}{n}", np.nan) for n in names]
-    ax.bar(x - 0.2, ours, 0.38, label="sbd decoder", color=COLORS["decoded"])
-    ax.bar(x + 0.2, base, 0.38, label="paper's pipeline", color=COLORS["lcs"])
-    for i, n in enumerate(names):
-        c = chance.get(n, 0.5 if n.startswith("ident2") else None)
-        if c is not None:
-            ax.hlines(c, i - 0.42, i + 0.42, colors=COLORS["chance"], linestyles="--",
-                      label="chance" if i == 0 else None)
-        for dx, v in ((-0.2, ours[i]), (0.2, base[i])):
+    for j, (label, pre) in enumerate(methods.items()):
+        vals = np.array([metrics.get(f"{pre}{n}", np.nan) for n in names], dtype=float)
+        err = None
+        if "wup_specific" in names:
+            k = list(names).index("wup_specific")
+            lo, hi = (metrics.get(f"{pre}wup_specific_ci_{b}", np.nan) for b in ("low", "high"))
+            err = np.zeros((2, len(names)))
+            if np.isfinite(lo) and np.isfinite(hi):
+                err[:, k] = [vals[k] - lo, hi - vals[k]]
+        pos = x - 0.4 + width * (j + 0.5)
+        ax.bar(pos, vals, width * 0.95, label=label, color=colours[j % len(colours)],
+               yerr=err, capsize=2, error_kw={"lw": 0.8})
+        for px, v in zip(pos, vals):
             if np.isfinite(v):
-                ax.text(i + dx, v + 0.01, f"{v:.2f}", ha="center", va="bottom", fontsize=8)
-    ax.set_xticks(x, list(names))
-    ax.set_ylim(0, 1.08)
-    ax.legend(loc="upper left", fontsize=8, ncols=3)
-    ax.set_title(title or "decoder vs the paper's pipeline, same test samples")
+                ax.text(px, max(v, 0) + 0.012, f"{v:.2f}", ha="center", va="bottom",
+                        fontsize=7, rotation=90 if len(methods) > 2 else 0)
+    for i, n in enumerate(names):
+        c = floors.get(n, 0.5 if n.startswith("ident2") else None)
+        if c is not None and np.isfinite(c):
+            ax.hlines(c, i - 0.45, i + 0.45, colors=COLORS["chance"], linestyles="--",
+                      label="chance" if i == 0 else None)
+    const = metrics.get(f"{prefix}wup_constant")
+    if "wup_top1" in names and const is not None and np.isfinite(const):
+        i = list(names).index("wup_top1")
+        ax.hlines(const, i - 0.45, i + 0.45, colors="k", linestyles=":",
+                  label="best constant answer")
+    n_in = metrics.get(f"{prefix}n_inbank")
+    labels = [f"{n}\n(n={int(n_in)} in bank)" if n.endswith("_inbank") and n_in else n
+              for n in names]
+    ax.set_xticks(x, labels, fontsize=8)
+    ax.axhline(0, color="k", lw=0.5)
+    ax.set_ylim(min(0, np.nanmin([metrics.get(f"{p}wup_specific_ci_low", 0) or 0
+                                  for p in methods.values()]) - 0.02), 1.12)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), fontsize=7, ncols=4)
+    ax.set_title(title or "decoder vs the paper's pipeline, same test samples "
+                 "(wup_specific: top-1 Wu-Palmer minus the same answers shuffled)", fontsize=9)
     fig.tight_layout()
     return fig

@@ -47,7 +47,7 @@ import numpy as np
 import pandas as pd
 
 from sbd.data.layout import features_file, resolve_data_dir
-from sbd.metrics.decoding import DecodingEvaluation, evaluate_decoding
+from sbd.metrics.decoding import DecodingEvaluation, evaluate_decoding, mean_ci
 from sbd.metrics.generation import evaluate_generation, load_generation
 from sbd.registry.common import decoder_champion_uri, resolve_model_version
 from sbd import tracking
@@ -162,33 +162,55 @@ def _log_against_paper(metrics: dict[str, float]) -> None:
 
     from sbd.metrics.plots import plot_against_baseline
 
-    fig = plot_against_baseline(metrics)
+    fig = plot_against_baseline(metrics, arms=ARMS)
     mlflow.log_figure(fig, "figures/test_vs_paper.png")
     plt.close(fig)
 
 
+ARMS = {"paper features + sbd labels": "attribution/paper_features/",
+        "sbd features + paper labels": "attribution/sbd_features/"}
+HEADLINE = ("wup_top1", "wup_shuffled", "wup_specific", "top1_acc_inbank", "top5_acc_inbank",
+            "rank1_distinct", "ident2_acc")
+
+
 def _paper_baseline(root: Path, subject: int, roi: str, backbone: str, test, test_feats,
-                    label_set, n_chance: int, seed: int, ev: DecodingEvaluation
-                    ) -> dict[str, float]:
+                    label_set, n_chance: int, seed: int, ev: DecodingEvaluation, model: Any,
+                    pred: np.ndarray) -> dict[str, float]:
     """``baseline/paper/*`` metrics of the paper's pipeline on the same test samples (its
-    labels are added to ``ev.samples``)."""
+    labels are added to ``ev.samples``), the gains over it, and the two crossed arms that
+    attribute them: the paper's predicted features through sbd's label stage
+    (``attribution/paper_features/*``) and sbd's through the paper's label stage
+    (``attribution/sbd_features/*``)."""
     from sbd.decoding.baseline import PaperPipeline
     from sbd.decoding.training_data import load_training_data
 
     # what train_decoder trained on (its floor was checked there)
     X, Y, _, _ = load_training_data(root, subject, roi, backbone, min_train_fraction=0.0)
     paper = PaperPipeline().fit(X, Y, features_file(root, backbone, "bank"))
-    pred = paper.predict_features(test.voxels)
-    wnids, _ = paper.labeller_.predict_ranked(pred)
-    ranked = [[str(w) for w in row] for row in wnids]
-    base = evaluate_decoding(test.wnids, ranked, label_set, pred, test_feats,
-                             n_chance=n_chance, seed=seed, prefix="baseline/paper/")
-    ev.samples["paper_top1_wnid"] = [r[0] for r in ranked]
-    ev.samples["paper_wup_top1"] = base.samples["wup_top1"].to_numpy()
-    out = dict(base.metrics)
-    for m in ("wup_top1", "top5_acc"):
-        out[f"baseline/paper/gain_{m}"] = ev.metrics[f"test/{m}"] - base.metrics[
-            f"baseline/paper/{m}"]
+    paper_pred = paper.predict_features(test.voxels)
+    sbd_labels = model.unwrap_python_model().knn.labeller
+    arms = {"baseline/paper/": (paper.labeller_, paper_pred),
+            ARMS["paper features + sbd labels"]: (sbd_labels, paper_pred),
+            ARMS["sbd features + paper labels"]: (paper.labeller_, pred)}
+    out: dict[str, float] = {}
+    for prefix, (labeller, features) in arms.items():
+        wnids, _ = labeller.predict_ranked(features)
+        ranked = [[str(w) for w in row] for row in wnids]
+        arm = evaluate_decoding(test.wnids, ranked, label_set, features, test_feats,
+                                n_chance=n_chance, seed=seed, prefix=prefix)
+        out.update(arm.metrics)
+        if prefix == "baseline/paper/":
+            ev.samples["paper_top1_wnid"] = [r[0] for r in ranked]
+            ev.samples["paper_wup_top1"] = arm.samples["wup_top1"].to_numpy()
+            ev.samples["paper_wup_specific"] = arm.samples["wup_specific"].to_numpy()
+    for m in HEADLINE + ("top5_acc",):
+        key = f"baseline/paper/{m}"
+        if f"test/{m}" in ev.metrics and key in out:
+            out[f"baseline/paper/gain_{m}"] = ev.metrics[f"test/{m}"] - out[key]
+    gain = ev.samples["wup_specific"].to_numpy() - ev.samples["paper_wup_specific"].to_numpy()
+    lo, hi = mean_ci(gain, seed=seed)
+    out["baseline/paper/gain_wup_specific_ci_low"] = lo
+    out["baseline/paper/gain_wup_specific_ci_high"] = hi
     return out
 
 
@@ -305,7 +327,7 @@ def run(decoder: str = "", dataset: str = "phantom", data_dir: str = "", subject
         ev, pred = _evaluate_split(model, test, test_feats, label_set, n_chance, seed, "test/")
         metrics.update(ev.metrics)
         metrics.update(_paper_baseline(root, subject, roi, backbone, test, test_feats, label_set,
-                                       n_chance, seed, ev))
+                                       n_chance, seed, ev, model, pred))
         gen_table = None
         if generate_run:
             _check_generation_run(generate_run, dataset, subject, roi)
@@ -338,11 +360,13 @@ def run(decoder: str = "", dataset: str = "phantom", data_dir: str = "", subject
             _log_table(e.samples, f"{split}_samples", tmp)
             _log_table(categories, f"{split}_categories", tmp)
             _log_figures(split, e, categories)
-        log.info("evaluate %s: wup_top1 %.3f (paper %.3f, chance %.3f, p %.4f), top5 %.3f "
-                 "(paper %.3f)", uri, metrics["test/wup_top1"],
-                 metrics["baseline/paper/wup_top1"], metrics["test/wup_chance"],
-                 metrics["test/wup_p"], metrics["test/top5_acc"],
-                 metrics["baseline/paper/top5_acc"])
+        log.info("evaluate %s: wup_top1 %.3f (paper %.3f, chance %.3f, best constant %.3f), "
+                 "wup_specific %.3f (paper %.3f), ident2 %.3f (paper %.3f)", uri,
+                 metrics["test/wup_top1"], metrics["baseline/paper/wup_top1"],
+                 metrics["test/wup_chance"], metrics["test/wup_constant"],
+                 metrics["test/wup_specific"], metrics["baseline/paper/wup_specific"],
+                 metrics.get("test/ident2_acc", np.nan),
+                 metrics.get("baseline/paper/ident2_acc", np.nan))
         return active.info.run_id
 
 
