@@ -115,14 +115,19 @@ def test_phantom_reads_back_through_the_god_reader(phantom_dir):
         paths, missing = god.stimulus_paths(phantom_dir, test.image_ids, "test")
         assert not missing and all(p.suffix == ".JPEG" for p in paths)
 
-    # the bank: every category, ILSVRC layout, images distinct from every stimulus
+    # the bank: ILSVRC layout, images distinct from every stimulus; every training
+    # category, and as in GOD's ILSVRC-1k bank (20 of 50) 40 % of the test categories, the
+    # others absent
     bank = layout.bank_dir(phantom_dir)
     bank_ids = {p.stem for p in bank.glob("*/*.JPEG")}
     stim_ids = {p.stem for s in layout.STIMULUS_SETS
                 for p in layout.images_dir(phantom_dir, s).glob("*.JPEG")}
     assert not bank_ids & stim_ids
     bank_wnids = {p.name for p in bank.iterdir()}
-    assert set(manifest["categories"]["train"]) | set(manifest["categories"]["test"]) <= bank_wnids
+    test_wnids = set(manifest["categories"]["test"])
+    assert set(manifest["categories"]["train"]) <= bank_wnids
+    assert test_wnids & bank_wnids == set(manifest["categories"]["test_in_bank"])
+    assert len(test_wnids & bank_wnids) == round(0.4 * SMALL.n_test_categories) == 4
     assert len(bank_ids) == len(bank_wnids) * SMALL.bank_per_category
     assert all(i.split("_")[0] == p for p in bank_wnids for i in
                (q.stem for q in (bank / p).glob("*.JPEG")))
@@ -168,6 +173,30 @@ def test_manifest_noop_rebuild_and_determinism(phantom_dir, tmp_path):
         phantom.build(other, preset="small", progress=False)
 
 
+def test_the_full_bank_differs_only_in_the_bank(phantom_dir, tmp_path):
+    """bank_test_fraction decides which test categories the bank holds, nothing else: the
+    stimuli and the other bank images are those of the full bank; the absent test
+    categories keep WordNet neighbours in the bank (a bank label closer to each than the
+    label set's average)."""
+    full = phantom._plan(phantom.resolve_config("small", bank_test_fraction=1.0), 0,
+                         emoji.categories())
+    part = phantom._plan(SMALL, 0, emoji.categories())
+    assert [im.image_id for im in full.train + full.test] == \
+        [im.image_id for im in part.train + part.test]
+    absent = set(part.test_wnids) - set(part.bank_wnids)
+    assert len(absent) == 6 and set(full.test_wnids) <= set(full.bank_wnids)
+    assert {im.image_id for im in part.bank} == {im.image_id for im in full.bank
+                                                 if im.wnid not in absent}
+    manifest = phantom.read_manifest(phantom_dir)
+    assert sorted(set(part.test_wnids) - absent) == manifest["categories"]["test_in_bank"]
+    for w in absent:
+        sims = [wnm.wup(w, b) for b in part.bank_wnids]
+        assert max(sims) > np.mean(sims) + 0.2, w
+    assert phantom.PRESETS["full-bank"].bank_test_fraction == 1.0
+    with pytest.raises(ValueError, match=r"bank_test_fraction must be in \[0, 1\]"):
+        phantom.resolve_config("small", bank_test_fraction=1.5)
+
+
 def test_bad_parameters():
     with pytest.raises(ValueError, match="Unknown preset='huge'"):
         phantom.resolve_config("huge")
@@ -211,8 +240,9 @@ def _decode(root, bank, snr):
                 decided[key] += list(zip(wnids[cand][sim.argmax(axis=1)], test.wnids))
     held_cats = sorted(set(wnids[held_out]))
     truth = [t for _, t in decided["all"]]
-    return {
-        "acc_held_out": float(np.mean([d == t for d, t in decided["held_out"]])),
+    return {  # exact hits: over the test samples whose category the bank holds
+        "acc_held_out": float(np.mean([d == t for d, t in decided["held_out"]
+                                       if t in held_cats])),
         "chance_held_out": 1 / len(held_cats),
         "wup_held_out": float(np.mean([wnm.wup(d, t) for d, t in decided["held_out"]])),
         "wup_chance_held_out": float(np.mean([wnm.wup(c, t) for t in truth for c in held_cats])),
@@ -230,7 +260,8 @@ def test_phantom_is_decodable_and_not_trivial(phantom_features, tmp_path):
     high = _decode(root, bank, snr=30.0)
     zero = _decode(root, bank, snr=0.0)
     print("\nphantom decodability (small preset):", {"snr=30": high, "snr=0": zero})
-    # 20 decisions among 20 held-out categories: >= 4 right has p < 0.02 by chance
+    # 8 decisions (the 4 test categories in the bank, 2 subjects) among 14 held-out
+    # categories: >= 3 right has p ≈ 0.02 by chance
     assert high["acc_held_out"] >= 4 * high["chance_held_out"] - 1e-9
     assert high["wup_held_out"] > high["wup_chance_held_out"] + 0.03
     assert zero["acc_held_out"] <= 3 * zero["chance_held_out"] + 1e-9
