@@ -1,32 +1,37 @@
-"""Does sbd's tuned decoder beat the paper's pipeline on unseen categories?
+"""Does sbd's tuned decoder say more about each test sample than the paper's pipeline?
 
 Builds (or reuses) a phantom, extracts its EfficientNet-Lite0 features, and for each
 subject (VC) tunes the decoder exactly as the ``train_decoder`` step does
 (:class:`sbd.decoding.decoder_tuning.DecoderSearch` + :func:`tune_decoder` on the training
-split only, then :func:`fit_decoder`), and scores on the averaged test samples, beside two
-baselines fitted on the same training data and bank and scored on the same samples:
+split only, then :func:`fit_decoder`), and scores it on the averaged test samples beside,
+fitted on the same training data and bank and scored on the same samples:
 
 - ``paper``: Ridge(alpha=1000), test-batch z-scoring, 5-NN Euclidean, neighbour order
   (:class:`sbd.decoding.baseline.PaperPipeline`);
-- ``ridgecv_nn``: sklearn RidgeCV + nearest centred-cosine neighbour
-  (:class:`sbd.decoding.baseline.RidgeCVNearest`).
+- ``ridgecv_nn``: sklearn RidgeCV + nearest centred-cosine neighbour;
+- the two crossed arms that attribute a gain: ``paper_features+sbd_labels`` (the paper's
+  predicted features through sbd's label stage) and ``sbd_features+paper_labels``.
 
-Figures: ``wup_top1`` (chance: the exact expectation over the bank's labels), ``top5_acc``
-(chance 5 / bank classes), ``ident2_acc`` (chance 0.5).  For the first subject it also
-reports ``spearman_val_test``: across the study's configurations, the rank correlation of
-their validation objective with their test ``wup_top1`` (every configuration refitted on
-all training data and decoded on the test set; reported only, never used to select).
+Figures per arm (:func:`sbd.metrics.decoding.evaluate_decoding`, the definitions every
+``evaluate`` run uses): ``wup_top1``, ``wup_shuffled`` (the same answers against the other
+samples' categories), ``wup_specific`` (their difference: what the answers say about their
+own sample), ``top1_acc_inbank`` / ``top5_acc_inbank`` (exact hits over the samples whose
+category the bank holds, ``n_inbank``), ``rank1_distinct`` and ``ident2_acc``; and the floors:
+uniform chance and the best constant answer (``wup_constant``).
 
-``paired_vs_paper`` compares sbd and the paper on the same samples (per subject, and
-pooled over the subjects in the average line): the mean Wu-Palmer gain with a bootstrap
-95 % interval and Wilcoxon's p, and the top-5 hits only one of them has (exact McNemar p)
-— with 50 test samples a top-5 difference of 0.02 is one sample.
+Statistics resample test *images*: the subjects see the same images, so per image the
+subjects' figures are averaged first (repeated measures), then ``paired_vs_paper`` gives
+the mean gain with a 95 % bootstrap interval over images and Wilcoxon's p, for
+``wup_specific`` and ``wup_top1``; per subject the same over that subject's images.
+For the first subject ``spearman_val_test``: across the study's configurations, the rank
+correlation of the validation objective with the same objective on the test set (every
+configuration refitted and decoded; reported only, never used to select).
 
-One JSON line per subject, then one for the average::
+One JSON line per subject, then one for the phantom::
 
-    python benchmarks/bench_decoding.py --data-dir /work/data/p0                 # default
-    python benchmarks/bench_decoding.py --data-dir /work/data/p1 --seed 1
-    python benchmarks/bench_decoding.py --data-dir /work/data/p2h --seed 2 --snr 0.2
+    python benchmarks/bench_decoding.py --data-dir data/bench-p0                 # default
+    python benchmarks/bench_decoding.py --data-dir data/bench-p1 --seed 1
+    python benchmarks/bench_decoding.py --data-dir data/bench-p2 --seed 2 --snr 0.5
 """
 
 from __future__ import annotations
@@ -37,7 +42,7 @@ import os
 import time
 
 import numpy as np
-from scipy.stats import binomtest, spearmanr, wilcoxon
+from scipy.stats import spearmanr
 
 from sbd.data import god, phantom
 from sbd.data.layout import features_file
@@ -46,42 +51,59 @@ from sbd.decoding.baseline import PaperPipeline, RidgeCVNearest
 from sbd.decoding.training_data import load_training_data, training_stimulus_mask
 from sbd.features.bank import FeatureBank
 from sbd.features.extract import extract_dataset
-from sbd.metrics.decoding import n_way_identification, topk_accuracy, topk_chance, wup_chance, \
-    wup_scores
+from sbd.metrics.decoding import evaluate_decoding, paired_gain
 
 BACKBONE = "efficientnet-lite0"
+FIGURES = ("wup_top1", "wup_shuffled", "wup_specific", "top1_acc_inbank", "top5_acc_inbank",
+           "rank1_distinct", "ident2_acc")
+PAIRED = ("wup_specific", "wup_top1")
 
 
-def figures(true_wnids, wnids, pred, true_feats) -> dict[str, float]:
-    ranked = [list(map(str, r)) for r in wnids]
-    return {"wup_top1": round(float(wup_scores(true_wnids, ranked, 5)[0].mean()), 4),
-            "top5_acc": round(topk_accuracy(true_wnids, ranked, 5), 4),
-            "ident2_acc": round(n_way_identification(pred, true_feats, 2)[0], 4)}
+def scored(test, label_set, labeller, features, true_feats, seed: int):
+    """``(figures, per-sample table)`` of one arm."""
+    ranked = [[str(w) for w in row] for row in labeller.predict_ranked(features)[0]]
+    ev = evaluate_decoding(test.wnids, ranked, label_set, features, true_feats, n_chance=200,
+                           seed=seed, prefix="")
+    figs = {k: round(ev.metrics[k], 4) for k in FIGURES}
+    figs["rank1_distinct"] = int(round(ev.metrics["rank1_distinct"] * len(ranked)))
+    return figs, ev
 
 
-def per_sample(true_wnids, wnids) -> tuple[np.ndarray, np.ndarray]:
-    """Top-1 Wu-Palmer (n,) and top-5 hit (n,) of each test sample."""
-    ranked = [list(map(str, r)) for r in wnids]
-    hits = np.array([t in r[:5] for t, r in zip(true_wnids, ranked)])
-    return wup_scores(true_wnids, ranked, 5)[0], hits
+def paired(ours: list, theirs: list, column: str, seed: int = 0) -> dict:
+    """:func:`sbd.metrics.decoding.paired_gain` of ``column`` over the subjects' sample
+    tables (rows sorted by image id in every subject)."""
+    g = paired_gain([t[column].to_numpy(float) for t in ours],
+                    [t[column].to_numpy(float) for t in theirs], seed)
+    return {"gain": round(g["gain"], 4), "ci95": [round(g["ci_low"], 4), round(g["ci_high"], 4)],
+            "wilcoxon_p": round(g["wilcoxon_p"], 5)}
 
 
-def paired(sbd: tuple[np.ndarray, np.ndarray], paper: tuple[np.ndarray, np.ndarray],
-           seed: int = 0) -> dict:
-    """sbd against the paper on the same samples: the Wu-Palmer gain with a 95 % bootstrap
-    interval and Wilcoxon's signed-rank p; top-5 hits only one of them has, with the exact
-    McNemar (binomial) p."""
-    d = np.asarray(sbd[0], float) - np.asarray(paper[0], float)
-    rng = np.random.default_rng(seed)
-    boot = d[rng.integers(0, len(d), (2000, len(d)))].mean(1)
-    only_sbd = int(np.sum(sbd[1] & ~paper[1]))
-    only_paper = int(np.sum(~sbd[1] & paper[1]))
-    n = only_sbd + only_paper
-    return {"n": int(len(d)), "wup_gain": round(float(d.mean()), 4),
-            "wup_gain_ci95": [round(float(v), 4) for v in np.percentile(boot, [2.5, 97.5])],
-            "wup_wilcoxon_p": round(float(wilcoxon(d).pvalue), 5) if np.any(d) else 1.0,
-            "top5_sbd_only": only_sbd, "top5_paper_only": only_paper,
-            "top5_mcnemar_p": round(float(binomtest(only_sbd, n).pvalue), 5) if n else 1.0}
+def _arms(X, Y, groups, test, label_set, bank, result, search, true_feats, args):
+    ridge, labeller = dt.fit_decoder(X, Y, groups, result.best_params, bank,
+                                     validation=args.validation,
+                                     class_similarity=search.class_similarity)
+    paper = PaperPipeline().fit(X, Y, bank)
+    base = RidgeCVNearest().fit(X, Y, bank)
+    pred, paper_pred = ridge.predict(test.voxels), paper.predict_features(test.voxels)
+    return {"sbd": (labeller, pred), "paper": (paper.labeller_, paper_pred),
+            "ridgecv_nn": (base.labeller_, base.predict_features(test.voxels)),
+            "paper_features+sbd_labels": (labeller, paper_pred),
+            "sbd_features+paper_labels": (paper.labeller_, pred)}
+
+
+def _spearman(X, Y, groups, test, label_set, bank, result, search, true_feats, args) -> dict:
+    vals, tests = [], []
+    for trial in result.trials:
+        p = {k: trial[k] for k in dt.PAPER_LIKE}
+        r, lab = dt.fit_decoder(X, Y, groups, p, bank, validation=args.validation,
+                                class_similarity=search.class_similarity)
+        q = r.predict(test.voxels)
+        figs, ev = scored(test, label_set, lab, q, true_feats, args.seed)
+        vals.append(trial["objective"])
+        tests.append(dt.OBJECTIVES[args.objective]({**ev.metrics, "ident2": ev.metrics[
+            "ident2_acc"], "wup_best_top5": ev.metrics["wup_best_topk"]}))
+    return {"spearman_val_test": round(float(spearmanr(vals, tests)[0]), 3),
+            "n_configurations": len(vals)}
 
 
 def main() -> None:
@@ -92,8 +114,11 @@ def main() -> None:
     ap.add_argument("--snr", type=float, default=-1.0, help="< 0: the preset's calibrated snr")
     ap.add_argument("--subjects", default="1,2,3")
     ap.add_argument("--n-trials", type=int, default=60)
-    ap.add_argument("--objective", default="wup_top5", choices=list(dt.OBJECTIVES))
+    ap.add_argument("--objective", default="specific", choices=list(dt.OBJECTIVES))
     ap.add_argument("--validation", default="pair", choices=list(dt.VALIDATIONS))
+    ap.add_argument("--absent-fraction", type=float, default=dt.DEFAULT_ABSENT_FRACTION)
+    ap.add_argument("--n-resplits", type=int, default=2,
+                    help="other category splits the best configurations are re-checked on")
     ap.add_argument("--no-spearman", action="store_true")
     args = ap.parse_args()
 
@@ -103,10 +128,9 @@ def main() -> None:
     extract_dataset(args.data_dir, backbone=BACKBONE, source="all", progress=False)
     bank = FeatureBank(features_file(args.data_dir, BACKBONE, "bank"))
     label_set = sorted(set(bank.wnids.tolist()))
-    with FeatureBank(features_file(args.data_dir, BACKBONE, "test")) as tb:
-        test_bank = tb
-        rows = []
-        samples: dict[str, list] = {"sbd": [], "paper": [], "ridgecv_nn": []}
+    tables: dict[str, list] = {}
+    rows = []
+    with FeatureBank(features_file(args.data_dir, BACKBONE, "test")) as test_bank:
         for i, subject in enumerate(int(s) for s in args.subjects.split(",")):
             t = time.perf_counter()
             X, Y, groups, _ = load_training_data(args.data_dir, subject, "VC", BACKBONE)
@@ -114,65 +138,52 @@ def main() -> None:
             true_feats = test_bank.lookup(test.image_ids)
             search = dt.DecoderSearch(X, Y, groups, bank, validation=args.validation,
                                       exclude=training_stimulus_mask(args.data_dir, subject,
-                                                                     "VC", bank))
+                                                                     "VC", bank),
+                                      absent_fraction=args.absent_fraction)
             result = dt.tune_decoder(search, args.n_trials, args.objective, seed=args.seed,
-                                     log_to_mlflow=False)
-            ridge, labeller = dt.fit_decoder(X, Y, groups, result.best_params, bank,
-                                             validation=args.validation,
-                                             class_similarity=search.class_similarity)
-            pred = ridge.predict(test.voxels)
-            ranked = labeller.predict_ranked(pred)[0]
-            row = {"subject": subject, "sbd": figures(test.wnids, ranked, pred, true_feats)}
-            samples["sbd"].append(per_sample(test.wnids, ranked))
-            for name, cls in (("paper", PaperPipeline), ("ridgecv_nn", RidgeCVNearest)):
-                model = cls().fit(X, Y, bank)
-                p = model.predict_features(test.voxels)
-                ranked = model.labeller_.predict_ranked(p)[0]
-                row[name] = figures(test.wnids, ranked, p, true_feats)
-                samples[name].append(per_sample(test.wnids, ranked))
-            row["paired_vs_paper"] = paired(samples["sbd"][-1], samples["paper"][-1])
-            row["gain_wup_top1"] = round(row["sbd"]["wup_top1"] - row["paper"]["wup_top1"], 4)
-            row["gain_top5_acc"] = round(row["sbd"]["top5_acc"] - row["paper"]["top5_acc"], 4)
-            row["chance"] = {"wup_top1": round(wup_chance(test.wnids, label_set, 10).exact, 4),
-                             "top5_acc": round(topk_chance(test.wnids, label_set, 5), 4),
-                             "ident2_acc": 0.5}
+                                     n_resplits=args.n_resplits, log_to_mlflow=False)
+            ctx = (X, Y, groups, test, label_set, bank, result, search, true_feats, args)
+            row: dict = {"subject": subject}
+            for name, (labeller, feats) in _arms(*ctx).items():
+                row[name], ev = scored(test, label_set, labeller, feats, true_feats, args.seed)
+                tables.setdefault(name, []).append(ev.samples)
+                if name == "sbd":
+                    row["floors"] = {"wup_chance": round(ev.metrics["wup_chance_exact"], 4),
+                                     "wup_constant": round(ev.metrics["wup_constant"], 4),
+                                     "constant_answer": ev.constant_wnid,
+                                     "n_inbank": int(ev.metrics["n_inbank"]),
+                                     "top5_chance_inbank": round(
+                                         ev.metrics.get("top5_chance_inbank", np.nan), 4)}
+            row["paired_vs_paper"] = {m: paired(tables["sbd"][-1:], tables["paper"][-1:], m,
+                                                args.seed) for m in PAIRED}
             row["val"] = {"objective": round(result.best_value, 4),
                           "paper_objective": round(dt.OBJECTIVES[args.objective](
-                              result.paper_scores), 4)}
+                              result.paper_scores), 4),
+                          **{k: round(v, 4) for k, v in result.best_scores.items()}}
             row["best_params"] = result.best_params
             if i == 0 and not args.no_spearman:
-                vals, tests = [], []
-                for trial in result.trials:
-                    p = {k: trial[k] for k in dt.PAPER_LIKE}
-                    r, lab = dt.fit_decoder(X, Y, groups, p, bank, validation=args.validation,
-                                            class_similarity=search.class_similarity)
-                    q = r.predict(test.voxels)
-                    vals.append(trial["objective"])
-                    tests.append(figures(test.wnids, lab.predict_ranked(q)[0], q,
-                                         true_feats)["wup_top1"])
-                row["spearman_val_test"] = round(float(spearmanr(vals, tests)[0]), 3)
-                row["n_configurations"] = len(vals)
+                row.update(_spearman(*ctx))
             row["seconds"] = round(time.perf_counter() - t, 1)
             rows.append(row)
             print(json.dumps(row), flush=True)
     bank.close()
-    avg = {"average": True, "preset": args.preset, "seed": args.seed,
+    out = {"average": True, "preset": args.preset, "seed": args.seed,
            "snr": manifest["params"]["snr"], "subjects": args.subjects,
            "n_trials": args.n_trials, "objective": args.objective,
-           "validation": args.validation}
-    for name in ("sbd", "paper", "ridgecv_nn", "chance"):
-        avg[name] = {m: round(float(np.mean([r[name][m] for r in rows])), 4)
-                     for m in ("wup_top1", "top5_acc", "ident2_acc")}
-    avg["gain_wup_top1"] = round(avg["sbd"]["wup_top1"] - avg["paper"]["wup_top1"], 4)
-    avg["gain_top5_acc"] = round(avg["sbd"]["top5_acc"] - avg["paper"]["top5_acc"], 4)
-    avg["sbd_beats_paper_every_subject"] = all(
-        r["gain_wup_top1"] > 0 and r["gain_top5_acc"] > 0 for r in rows)
-    pooled = {k: tuple(np.concatenate(parts) for parts in zip(*v)) for k, v in samples.items()}
-    avg["paired_vs_paper"] = paired(pooled["sbd"], pooled["paper"])  # all subjects' samples
-    avg["spearman_val_test"] = rows[0].get("spearman_val_test")
-    avg["seconds"] = round(time.perf_counter() - t0, 1)
-    avg["load_1min"] = round(os.getloadavg()[0], 2)
-    print(json.dumps(avg), flush=True)
+           "validation": args.validation, "absent_fraction": args.absent_fraction}
+    for name in tables:
+        out[name] = {m: round(float(np.mean([r[name][m] for r in rows])), 4) for m in FIGURES}
+    out["floors"] = {k: rows[0]["floors"][k] for k in ("wup_chance", "wup_constant",
+                                                       "constant_answer", "n_inbank")}
+    out["sbd_at_least_paper_every_subject"] = {
+        m: all(r["sbd"][m] >= r["paper"][m] - (0.005 if m == "ident2_acc" else 0)
+               for r in rows) for m in ("wup_top1", "wup_specific", "ident2_acc")}
+    # images, subjects as repeated measures: average per image, then resample images
+    out["paired_vs_paper_images"] = {m: paired(tables["sbd"], tables["paper"], m, args.seed)
+                                     for m in PAIRED}
+    out["seconds"] = round(time.perf_counter() - t0, 1)
+    out["load_1min"] = round(os.getloadavg()[0], 2)
+    print(json.dumps(out), flush=True)
 
 
 if __name__ == "__main__":

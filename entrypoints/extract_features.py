@@ -5,7 +5,7 @@ bank of one backbone (see sbd.steps.extract_features); writes
 import argparse
 import logging
 
-from _cli import as_int
+from _cli import as_bool, as_int
 
 from sbd.steps import extract_features
 
@@ -22,6 +22,9 @@ parser.add_argument("--exclude-threshold", type=float, default=0.99,
                     help="bank images this close (cosine) to a stimulus are left out")
 parser.add_argument("--max-artifact-mb", type=float, default=256.0,
                     help="feature files up to this size are logged as run artifacts")
+parser.add_argument("--allow-circular", type=as_bool, default=False,
+                    help="decode with a backbone the dataset is built from (EfficientNet-Lite2 "
+                         "on the phantom): tagged and warned")
 args = parser.parse_args()
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
 run_id = extract_features.run(**vars(args))

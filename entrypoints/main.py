@@ -22,6 +22,9 @@ parser.add_argument("--force", type=as_bool, default=False)
 parser.add_argument("--executor", default="sequential", choices=["sequential", "ray"],
                     help="how the subject x ROI chains run: one after the other, or as Ray tasks")
 parser.add_argument("--ray-address", default="", help="Ray cluster; empty: a local one")
+parser.add_argument("--allow-circular", type=as_bool, default=False,
+                    help="decode with a backbone the dataset is built from (EfficientNet-Lite2 "
+                         "on the phantom): tagged and warned")
 args = parser.parse_args()
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
 run_id = main.run(**{k: v for k, v in vars(args).items()})

@@ -7,7 +7,7 @@ decoder as the pyfunc artifacts ``ridge``, ``knn`` and ``decoder``, the last reg
 import argparse
 import logging
 
-from _cli import as_int
+from _cli import as_bool, as_int
 
 from sbd.decoding.decoder_tuning import OBJECTIVES, VALIDATIONS
 from sbd.decoding.knn import BACKENDS
@@ -20,7 +20,7 @@ parser.add_argument("--subject", type=as_int, default=1)
 parser.add_argument("--roi", default="VC")
 parser.add_argument("--backbone", default="", help="registry name; empty: the dataset's default")
 parser.add_argument("--n-trials", type=as_int, default=60)
-parser.add_argument("--objective", default="wup_top5", choices=list(OBJECTIVES))
+parser.add_argument("--objective", default="specific", choices=list(OBJECTIVES))
 parser.add_argument("--validation", default="pair", choices=list(VALIDATIONS),
                     help="trials averaged per validation query: trial 1, pair 2, quad 4, "
                          "category all")
@@ -34,6 +34,12 @@ parser.add_argument("--max-bank-mb", type=float, default=256.0,
 parser.add_argument("--min-train-fraction", type=float, default=0.5,
                     help="refuse when fewer training samples have a readable stimulus image")
 parser.add_argument("--n-splits", type=as_int, default=5, help="category folds")
+parser.add_argument("--absent-fraction", type=float, default=0.6,
+                    help="share of held-out validation categories hidden from the bank while "
+                         "labelled (GOD's ILSVRC-1k bank lacks 30 of its 50 test categories)")
+parser.add_argument("--allow-circular", type=as_bool, default=False,
+                    help="decode with a backbone the dataset is built from (EfficientNet-Lite2 "
+                         "on the phantom): tagged and warned")
 args = parser.parse_args()
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
 run_id = train_decoder.run(**vars(args))

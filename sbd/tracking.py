@@ -36,6 +36,7 @@ RIDGE_PARAMS_SOURCE_TAG = "sbd.ridge_params_source"
 DECODER_VERSION_TAG = "sbd.decoder_version"
 FIELD_CLASSIFIER_TAG = "sbd.field_classifier"
 FIELD_SKIPPED_TAG = "sbd.field_skipped"
+CIRCULAR_TAG = "sbd.circular_backbone"
 
 
 def chain_tags(dataset: str, subject: int | str | None = None, roi: str | None = None,
@@ -50,6 +51,16 @@ def chain_tags(dataset: str, subject: int | str | None = None, roi: str | None =
     if backbone is not None:
         tags[BACKBONE_TAG] = backbone
     return tags
+
+
+def mark_circular(reason: str) -> None:
+    """Warn about, and tag the active run with, a circular backbone that was allowed
+    (:func:`sbd.features.backbones.check_circular`); nothing when ``reason`` is empty."""
+    if reason:
+        import warnings
+
+        warnings.warn(f"decoding with a circular backbone: {reason}", stacklevel=2)
+        mlflow.set_tag(CIRCULAR_TAG, reason)
 
 
 def model_tag(kind: str) -> str:

@@ -104,3 +104,30 @@ def test_cuda_matches_cpu():
     a, b = cpu.features(x).numpy(), gpu.features(x).numpy()
     assert b.dtype == np.float32
     np.testing.assert_allclose(b, a, rtol=0.05, atol=0.05)
+
+
+def test_lite2_on_the_phantom_is_refused_unless_allowed(phantom_dir, mlflow_store):
+    """The phantom's brain is built from EfficientNet-Lite2 blocks: decoding it with Lite2 is
+    partly circular.  Every step that meets the combination refuses it, saying why and what
+    to do, before any work; with allow_circular the run goes ahead, tagged and warned."""
+    import mlflow
+
+    from sbd import tracking
+    from sbd.features.backbones import check_circular
+    from sbd.steps import extract_features, main, train_decoder
+
+    assert check_circular("phantom", "efficientnet-lite0") == ""
+    assert check_circular("god", "efficientnet-lite2") == ""
+    for step in (main.run, extract_features.run, train_decoder.run):
+        with pytest.raises(ValueError, match=r"efficientnet-lite2.*refused: the phantom's brain "
+                                             r"network is built from EfficientNet-Lite2.*"
+                                             r"allow_circular=true"):
+            step(dataset="phantom", data_dir=str(phantom_dir), backbone="efficientnet-lite2")
+    assert mlflow.search_runs(search_all_experiments=True).empty  # refused before any run
+    with pytest.warns(UserWarning, match="circular backbone"):
+        run_id = extract_features.run(dataset="phantom", data_dir=str(phantom_dir),
+                                      backbone="efficientnet-lite2", source="stimuli",
+                                      num_workers=0, allow_circular=True, progress=False)
+    run = mlflow.get_run(run_id)
+    assert "EfficientNet-Lite2" in run.data.tags[tracking.CIRCULAR_TAG]
+    assert run.data.params["allow_circular"] == "true"

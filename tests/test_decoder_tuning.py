@@ -14,6 +14,7 @@ from sbd.decoding.training_data import load_training_data
 from sbd.decoding.tuning import out_of_fold_predictions
 from sbd.features.bank import FeatureBank
 from sbd.metrics.decoding import topk_accuracy, wup_scores
+from sbd.wordnet import wup
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 BACKBONE = "efficientnet-lite0"
@@ -40,6 +41,42 @@ def test_out_of_fold_predictions_equal_refitted_ridges(data, search):
     X, Y, groups, _ = data
     want = out_of_fold_predictions(X, Y, groups, dt.ridge_params(PARAMS), n_splits=4)
     np.testing.assert_allclose(search.out_of_fold(PARAMS), want, rtol=1e-6, atol=1e-8)
+
+
+def test_mixed_targets_equal_a_ridge_fitted_to_them(data, search):
+    """target_mix: the search mixes the image and category-mean predictions of one
+    decomposition; that is the ridge fitted to the mixed targets (it is linear in them)."""
+    X, Y, groups, _ = data
+    _, codes = np.unique(groups, return_inverse=True)
+    means = np.stack([Y[codes == c].mean(0) for c in range(codes.max() + 1)])[codes]
+    p = {**PARAMS, "target_mix": 0.75}
+    want = out_of_fold_predictions(X, 0.25 * Y + 0.75 * means, groups, dt.ridge_params(p),
+                                   n_splits=4)
+    np.testing.assert_allclose(search.out_of_fold(p), want, rtol=1e-6, atol=1e-8)
+    ridge, _ = dt.fit_decoder(X, Y, groups, {**p, "feature_norm": "rescale_category"}, data[3],
+                              n_splits=4)
+    # the rescaling maps onto the image features' scale, from category-averaged statistics
+    np.testing.assert_allclose(ridge.target_std_, Y.std(0))
+    cat_means = np.stack([want[codes == c].mean(0) for c in range(codes.max() + 1)])
+    sd = cat_means.std(0)
+    np.testing.assert_allclose(ridge.rescale_std_, np.where(sd > 0, sd, 1.0), rtol=1e-6)
+
+
+def test_hidden_categories_are_never_answered(data, search):
+    """absent_fraction: each fold's queries are labelled without 60 % of its held-out
+    categories' bank images, as GOD's bank lacks 30 of its 50 test categories."""
+    X, Y, groups, bank = data
+    Q, cats, fold = search.queries(search.out_of_fold(PARAMS))
+    ranked = search.rank(Q, PARAMS, fold=fold)
+    for f in range(search.n_splits):
+        held = np.unique(cats[fold == f])
+        hidden = set(search.bank_wnids[search.hidden[f]]) & set(search.categories[held])
+        assert len(hidden) == round(0.6 * len(held))
+        assert not hidden & set(search.classes[ranked[fold == f]].ravel())
+    none = dt.DecoderSearch(X, Y, groups, bank, n_splits=4, absent_fraction=0.0)
+    assert all(h is None for h in none.hidden)
+    with pytest.raises(ValueError, match="absent_fraction"):
+        dt.DecoderSearch(X, Y, groups, bank, n_splits=4, absent_fraction=1.0)
 
 
 def test_queries_average_trials_of_one_held_out_category(data, search):
@@ -72,6 +109,11 @@ def test_scores_equal_the_labeller_and_the_metrics_module(data, search, rule, me
     assert got["wup_best_top5"] == pytest.approx(best.mean())
     assert got["top5_acc"] == pytest.approx(topk_accuracy(true, ranked, 5))
     assert got["top1_acc"] == pytest.approx(topk_accuracy(true, ranked, 1))
+    # wup_specific: the answers against the queries of other categories, by hand
+    w = np.array([[wup(t, r[0]) for r in ranked] for t in true])
+    other = np.array([[a != b for b in true] for a in true])
+    shuffled = [w[other[:, i], i].mean() for i in range(len(true))]
+    assert got["wup_specific"] == pytest.approx(top1.mean() - np.mean(shuffled))
 
 
 def test_fitted_decoder_is_inductive(data):

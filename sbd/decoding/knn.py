@@ -753,7 +753,9 @@ def rank_labels(neighbours: Neighbours, classes: np.ndarray, rule: str = "neares
         post = _scaled_softmax(cls_d, np.isfinite(cls_d), temperature)
         expected = post @ np.asarray(class_similarity, dtype=np.float64)
         rows = np.arange(n)
-        first = np.lexsort((-post, -expected), axis=-1)[:, 0]
+        # a class with no bank image left (all excluded) is not an answer
+        first = np.lexsort((-post, -np.where(np.isfinite(cls_d), expected, -np.inf)),
+                           axis=-1)[:, 0]
         rest = np.lexsort((cen_d, cls_d, -post), axis=-1)
         rest = rest[rest != first[:, None]].reshape(n, n_classes - 1)
         order = np.concatenate([first[:, None], rest], axis=1)[:, :top_k]

@@ -320,6 +320,29 @@ BACKBONES: dict[str, Callable[[bool], dict]] = {
 }
 
 
+# Backbones a dataset is built from: decoding it with one is partly circular.
+CIRCULAR = {("phantom", "efficientnet-lite2"):
+            "the phantom's brain network is built from EfficientNet-Lite2's intermediate "
+            "blocks (sbd.data.brain), so its features are partly the simulation read back"}
+
+
+def check_circular(dataset: str, backbone: str, allow: bool = False) -> str:
+    """Refuse decoding ``dataset`` with a backbone it is built from (:data:`CIRCULAR`).
+
+    With ``allow`` the combination goes ahead and the reason is returned, for the caller
+    to warn and tag its run with (:func:`sbd.tracking.mark_circular`); "" when the
+    combination is not circular."""
+    why = CIRCULAR.get((dataset, backbone))
+    if why is None:
+        return ""
+    if not allow:
+        raise ValueError(
+            f"backbone={backbone!r} on dataset={dataset!r} is refused: {why}. Decode with "
+            "another backbone (efficientnet-lite0, efficientnet-lite1, resnet50), or pass "
+            "allow_circular=true to run it anyway (the run is tagged and warned).")
+    return why
+
+
 def resolve_backbone(dataset: str, backbone: str | None = None) -> str:
     """``backbone`` when given, else the dataset's default; checks the name."""
     if backbone in (None, ""):

@@ -20,7 +20,8 @@ import mlflow
 
 from sbd import tracking
 from sbd.data.layout import resolve_data_dir
-from sbd.features.backbones import resolve_backbone
+from sbd.params import as_bool
+from sbd.features.backbones import check_circular, resolve_backbone
 from sbd.features.extract import DEFAULT_EXCLUDE_THRESHOLD, SOURCES, ExtractResult, run_extraction
 
 log = logging.getLogger(__name__)
@@ -67,17 +68,23 @@ def _log_result(r: ExtractResult, max_artifact_mb: float, tmp: Path) -> dict:
 def run(dataset: str = "phantom", data_dir: str = "", backbone: str = "", source: str = "all",
         batch_size: int = 32, num_workers: int = 2, shard: str = "0/1", dtype: str = "float16",
         exclude_threshold: float = DEFAULT_EXCLUDE_THRESHOLD, max_artifact_mb: float = 256.0,
-        progress: bool = True) -> str:
-    """Extract the features of one data folder with one backbone; returns the run id."""
+        allow_circular: bool = False, progress: bool = True) -> str:
+    """Extract the features of one data folder with one backbone; returns the run id.
+
+    A backbone the dataset is built from (EfficientNet-Lite2 on the phantom) is refused
+    unless ``allow_circular``; the run is then tagged ``sbd.circular_backbone`` and warned."""
     root = resolve_data_dir(dataset, data_dir)
     backbone = resolve_backbone(dataset, backbone)
+    circular = check_circular(dataset, backbone, as_bool(allow_circular))
     if source not in SOURCES:
         raise ValueError(f"Unknown source={source!r}; valid: {', '.join(SOURCES)}.")
     params = dict(dataset=dataset, data_dir=str(root), backbone=backbone, source=source,
                   batch_size=batch_size, num_workers=num_workers, shard=shard, dtype=dtype,
-                  exclude_threshold=exclude_threshold, max_artifact_mb=max_artifact_mb)
+                  exclude_threshold=exclude_threshold, max_artifact_mb=max_artifact_mb,
+                  allow_circular=as_bool(allow_circular))
     with tracking.step_run("extract_features", params,
                            tags=tracking.chain_tags(dataset, backbone=backbone)) as run:
+        tracking.mark_circular(circular)
         results = run_extraction(root, backbone, source, batch_size=batch_size,
                                  num_workers=num_workers, shard=shard, dtype=dtype,
                                  progress=progress, exclude_threshold=exclude_threshold)

@@ -22,6 +22,7 @@ import pandas as pd
 
 from sbd import executors, tracking
 from sbd.data.layout import features_file, resolve_data_dir
+from sbd.params import as_bool
 from sbd.registry.common import decoder_champion_uri
 
 log = logging.getLogger(__name__)
@@ -30,13 +31,25 @@ ROIS = ("V1", "V2", "V3", "V4", "LOC", "FFA", "PPA", "LVC", "HVC", "VC")
 DEFAULT_GENERATOR = {"phantom": "tiny", "god": "sd"}
 # generators whose chains ask the Ray cluster for a GPU
 GPU_GENERATORS = ("sd", "dit")
-SUMMARY_METRICS = ("test/wup_top1", "baseline/paper/wup_top1", "test/wup_best_topk",
-                   "test/wup_chance", "test/wup_p", "test/top1_acc", "test/top5_acc",
-                   "baseline/paper/top5_acc", "test/top5_chance", "test/ident2_acc",
-                   "baseline/paper/ident2_acc", "test/ident10_acc", "test/ident50_acc",
-                   "test/feature_r", "test/judge2afc_acc", "test/gen/pixcorr", "test/gen/ssim",
-                   "test/gen/alex2", "test/gen/alex5", "test/gen/incep", "test/gen/clip",
-                   "test/gen/effnet", "test/gen/swav", "test/gen/nway_top1", "test/gen/retrieval_fwd")
+SUMMARY_METRICS = (
+    # top-1 Wu-Palmer, beside what answering alone scores: chance, the best constant answer,
+    # and the same answers shuffled across samples; what the answers say about their sample
+    "test/wup_top1", "baseline/paper/wup_top1", "test/wup_chance", "test/wup_constant",
+    "test/wup_shuffled", "baseline/paper/wup_shuffled",
+    "test/wup_specific", "baseline/paper/wup_specific", "test/wup_specific_ci_low",
+    "test/wup_specific_ci_high", "baseline/paper/gain_wup_specific_ci_low",
+    "baseline/paper/gain_wup_specific_ci_high",
+    "attribution/paper_features/wup_specific", "attribution/sbd_features/wup_specific",
+    "test/wup_p", "test/wup_best_topk",
+    # exact hits, over the samples whose category the bank holds
+    "test/n_inbank", "test/top1_acc_inbank", "baseline/paper/top1_acc_inbank",
+    "test/top5_acc_inbank", "baseline/paper/top5_acc_inbank", "test/top5_chance_inbank",
+    "test/top1_acc", "test/top5_acc", "baseline/paper/top5_acc",
+    "test/rank1_distinct", "baseline/paper/rank1_distinct",
+    "test/ident2_acc", "baseline/paper/ident2_acc", "test/ident10_acc", "test/ident50_acc",
+    "test/feature_r", "test/judge2afc_acc", "test/gen/pixcorr", "test/gen/ssim",
+    "test/gen/alex2", "test/gen/alex5", "test/gen/incep", "test/gen/clip", "test/gen/effnet",
+    "test/gen/swav", "test/gen/nway_top1", "test/gen/retrieval_fwd")
 
 
 def _split(text: str | list | tuple, what: str, valid: tuple[str, ...] | None = None) -> list[str]:
@@ -53,7 +66,7 @@ def _split(text: str | list | tuple, what: str, valid: tuple[str, ...] | None = 
 def run(dataset: str = "phantom", data_dir: str = "", preset: str = "default",
         snr: float = -1.0, subjects: str = "1", rois: str = "VC", backbone: str = "", n_trials: int = 60,
         generator: str = "", seed: int = 0, force: bool = False, executor: str = "sequential",
-        ray_address: str = "") -> str:
+        ray_address: str = "", allow_circular: bool = False) -> str:
     """Run the chain; returns the parent run id.
 
     ``subjects`` and ``rois`` are comma-separated lists (an ROI sweep: ``rois="V1,V2,…"``);
@@ -61,11 +74,12 @@ def run(dataset: str = "phantom", data_dir: str = "", preset: str = "default",
     empty pick the dataset's defaults (phantom: efficientnet-lite0 + tiny; god: resnet50 + sd).
     The subject × ROI chains (train_decoder → generate → evaluate) are independent:
     ``executor="ray"`` runs them as Ray tasks on the cluster at ``ray_address`` (empty: a
-    local one), see :mod:`sbd.executors`.  A failed chain is reported with its error
+    local one), see :mod:`sbd.executors`.  ``allow_circular`` lets a backbone the dataset
+    is built from decode it (refused otherwise; tagged and warned).  A failed chain is reported with its error
     (``chain_errors.json``, ``main/n_chains_failed``) after the others have finished, and
     then the run fails.
     """
-    from sbd.features.backbones import resolve_backbone
+    from sbd.features.backbones import check_circular, resolve_backbone
     from sbd.steps import extract_features, prepare_data
 
     executors.check_executor(executor)
@@ -73,18 +87,23 @@ def run(dataset: str = "phantom", data_dir: str = "", preset: str = "default",
     subject_list = [int(s) for s in _split(subjects, "subjects")]
     roi_list = _split(rois, "rois", ROIS)
     backbone = resolve_backbone(dataset, backbone)
+    allow_circular = as_bool(allow_circular)
+    circular = check_circular(dataset, backbone, allow_circular)
     generator = generator or DEFAULT_GENERATOR[dataset]
     params = dict(dataset=dataset, data_dir=data_dir, preset=preset, snr=snr, subjects=subjects,
                   rois=rois, backbone=backbone, n_trials=n_trials, generator=generator,
-                  seed=seed, force=force, executor=executor, ray_address=ray_address)
+                  seed=seed, force=force, executor=executor, ray_address=ray_address,
+                  allow_circular=allow_circular)
     with tracking.step_run("main", params) as parent:
+        tracking.mark_circular(circular)
         reused: dict[str, bool] = {}
         data_run = _step(reused, force, "prepare_data", prepare_data.run,
                          still_valid=_data_unchanged(dataset, root), dataset=dataset,
                          data_dir=root, preset=preset, snr=snr, seed=seed)
         feat_run = _step(reused, force, "extract_features", extract_features.run, [data_run],
                          still_valid=_features_exist(root, backbone), dataset=dataset,
-                         data_dir=root, backbone=backbone, source="all")
+                         data_dir=root, backbone=backbone, source="all",
+                         allow_circular=allow_circular)
         # the tiny generator trains once per dataset; a test-sized phantom gets a short training
         gen_opts = ({"tiny_preset": "default" if preset == "default" else "small"}
                     if generator == "tiny" else {})
@@ -95,7 +114,7 @@ def run(dataset: str = "phantom", data_dir: str = "", preset: str = "default",
             tiny_models.find_or_train(dataset, root, gen_opts["tiny_preset"], progress=False)
         chains = [dict(subject=subject, roi=roi, dataset=dataset, root=root, backbone=backbone,
                        n_trials=n_trials, seed=seed, generator=generator, gen_opts=gen_opts,
-                       feat_run=feat_run, force=force)
+                       feat_run=feat_run, force=force, allow_circular=allow_circular)
                   for subject in subject_list for roi in roi_list]
         results = executors.run_chains(
             run_chain, chains, executor, ray_address,
@@ -111,6 +130,7 @@ def run(dataset: str = "phantom", data_dir: str = "", preset: str = "default",
             reused.update(result.value["reused"])
         if rows:
             _log_summary(pd.DataFrame(rows), grids)
+            _log_images_vs_paper(rows)
         mlflow.log_metrics({"main/n_steps_reused": sum(reused.values()),
                             "main/n_steps_run": sum(not r for r in reused.values()),
                             "main/n_chains_failed": len(failed)})
@@ -134,7 +154,8 @@ def _step(reused: dict[str, bool], force: bool, name: str, func, upstream=(), st
 
 
 def run_chain(subject: int, roi: str, dataset: str, root: str, backbone: str, n_trials: int,
-              seed: int, generator: str, gen_opts: dict, feat_run: str, force: bool) -> dict:
+              seed: int, generator: str, gen_opts: dict, feat_run: str, force: bool,
+              allow_circular: bool = False) -> dict:
     """One subject × ROI: train_decoder → generate → evaluate, each a child step of the
     active run.  Returns ``{"row": summary row, "grid": (subject, roi, generate run),
     "reused": {step: reused}}``; the same wherever it runs (:mod:`sbd.executors`)."""
@@ -144,7 +165,7 @@ def run_chain(subject: int, roi: str, dataset: str, root: str, backbone: str, n_
     client = mlflow.MlflowClient()
     dec_run = _step(reused, force, "train_decoder", train_decoder.run, [feat_run],
                     dataset=dataset, data_dir=root, subject=subject, roi=roi, backbone=backbone,
-                    n_trials=n_trials, seed=seed)
+                    n_trials=n_trials, seed=seed, allow_circular=allow_circular)
     # the exact version this chain built (champion moves only when better)
     decoder = client.get_run(dec_run).data.tags.get(
         tracking.model_tag("decoder"), decoder_champion_uri(dataset, subject, roi))
@@ -182,6 +203,40 @@ def _data_unchanged(dataset: str, root: str):
         return run.data.tags.get("sbd.data.fmri_key") == manifest.get("fmri_key")
 
     return check
+
+
+def _log_images_vs_paper(rows: list[dict]) -> None:
+    """Per ROI run for several subjects: the decoder's gain over the paper's pipeline on
+    the test *images* (the subjects saw the same ones: per image, averaged over subjects,
+    then images resampled; :func:`sbd.metrics.decoding.paired_gain`), as metrics
+    ``images/<roi>/gain_<metric>`` (+ ``_ci_low``, ``_ci_high``, ``_p``) and the table
+    ``summary_images.csv``."""
+    from sbd.metrics.decoding import paired_gain
+
+    out = []
+    for roi in sorted({r["roi"] for r in rows}):
+        runs = [r["evaluate_run"] for r in rows if r["roi"] == roi]
+        if len(runs) < 2:
+            continue
+        with tempfile.TemporaryDirectory() as tmp:
+            tables = [pd.read_csv(mlflow.artifacts.download_artifacts(
+                run_id=run, artifact_path="tables/test_samples.csv", dst_path=f"{tmp}/{i}")
+                ).sort_values("image_id") for i, run in enumerate(runs)]
+        if any(list(t["image_id"]) != list(tables[0]["image_id"]) for t in tables):
+            log.warning("%s: the subjects' test images differ; no image-level comparison", roi)
+            continue
+        for metric in ("wup_specific", "wup_top1"):
+            g = paired_gain([t[metric] for t in tables], [t[f"paper_{metric}"] for t in tables])
+            out.append({"roi": roi, "metric": metric, **g})
+            mlflow.log_metrics({f"images/{roi}/gain_{metric}": g["gain"],
+                                f"images/{roi}/gain_{metric}_ci_low": g["ci_low"],
+                                f"images/{roi}/gain_{metric}_ci_high": g["ci_high"],
+                                f"images/{roi}/gain_{metric}_p": g["wilcoxon_p"]})
+    if out:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "summary_images.csv"
+            pd.DataFrame(out).to_csv(path, index=False)
+            mlflow.log_artifact(str(path))
 
 
 def _log_summary(summary: pd.DataFrame, grids: list[tuple[int, str, str]]) -> None:

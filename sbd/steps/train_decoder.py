@@ -34,6 +34,7 @@ from sbd import tracking
 from sbd.data.layout import features_file, resolve_data_dir
 from sbd.decoding import decoder_tuning as dt
 from sbd.decoding.knn import BACKENDS
+from sbd.params import as_bool
 from sbd.decoding.training_data import (DEFAULT_MIN_TRAIN_FRACTION, bank_file,
                                         load_training_data, training_stimulus_mask)
 
@@ -41,15 +42,20 @@ log = logging.getLogger(__name__)
 
 
 def run(dataset: str = "phantom", data_dir: str = "", subject: int = 1, roi: str = "VC",
-        backbone: str = "", n_trials: int = 60, objective: str = "wup_top5",
+        backbone: str = "", n_trials: int = 60, objective: str = "specific",
         validation: str = "pair", storage: str = "", study_name: str = "", seed: int = 0,
         n_splits: int = 5, backend: str = "torch", max_bank_mb: float = 256.0,
-        min_train_fraction: float = DEFAULT_MIN_TRAIN_FRACTION) -> str:
+        min_train_fraction: float = DEFAULT_MIN_TRAIN_FRACTION,
+        absent_fraction: float = dt.DEFAULT_ABSENT_FRACTION, allow_circular: bool = False) -> str:
     """Tune, fit, log and register the decoder of one subject and ROI; returns the run id.
 
     Training samples whose stimulus image is missing or unreadable are left out (logged as
-    ``data/n_train_dropped``); fewer than ``min_train_fraction`` left is refused."""
-    from sbd.features.backbones import resolve_backbone
+    ``data/n_train_dropped``); fewer than ``min_train_fraction`` left is refused.
+    ``absent_fraction``: the share of held-out validation categories whose bank images are
+    hidden while they are labelled (a bank lacking test categories, as GOD's does).  A
+    backbone the dataset is built from is refused unless ``allow_circular`` (the run is
+    then tagged ``sbd.circular_backbone`` and warned)."""
+    from sbd.features.backbones import check_circular, resolve_backbone
     from sbd.features.bank import FeatureBank, check_same_backbone
     from sbd.registry import ridge_model
     from sbd.decoding import tuning
@@ -66,17 +72,20 @@ def run(dataset: str = "phantom", data_dir: str = "", subject: int = 1, roi: str
         raise ValueError(f"Unknown backend={backend!r}; valid: {', '.join(BACKENDS)}.")
     root = resolve_data_dir(dataset, data_dir)
     backbone = resolve_backbone(dataset, backbone)
+    circular = check_circular(dataset, backbone, as_bool(allow_circular))
     if storage and not study_name:
         study_name = f"{model_name('decoder', dataset, subject, roi)}-{backbone}-{objective}"
     params = dict(dataset=dataset, data_dir=str(root), subject=int(subject), roi=roi,
                   backbone=backbone, n_trials=int(n_trials), objective=objective,
                   validation=validation, storage=storage, study_name=study_name,
                   seed=int(seed), n_splits=int(n_splits), backend=backend,
-                  max_bank_mb=float(max_bank_mb), min_train_fraction=float(min_train_fraction))
+                  max_bank_mb=float(max_bank_mb), min_train_fraction=float(min_train_fraction),
+                  absent_fraction=float(absent_fraction), allow_circular=as_bool(allow_circular))
     tags = tracking.chain_tags(dataset, subject, roi, backbone)
     bank_path = bank_file(root, backbone)
     with tracking.step_run("train_decoder", params, tags=tags) as active, \
             FeatureBank(bank_path) as bank:
+        tracking.mark_circular(circular)
         check_same_backbone(bank_path, features_file(root, backbone, "training"))
         data = load_training_data(root, subject, roi, backbone, min_train_fraction)
         data.log_to_mlflow()
@@ -91,7 +100,7 @@ def run(dataset: str = "phantom", data_dir: str = "", subject: int = 1, roi: str
             log.warning("train_decoder: %d training categories are not in the bank (e.g. %s)",
                         len(missing), missing[:3])
         search = dt.DecoderSearch(X, Y, wnids, bank, exclude=exclude, n_splits=n_splits,
-                                  validation=validation)
+                                  validation=validation, absent_fraction=absent_fraction)
         result = dt.tune_decoder(search, n_trials, objective, seed=seed,
                                  storage=storage or None, study_name=study_name or None)
         best, paper = result.best_scores, result.paper_scores
