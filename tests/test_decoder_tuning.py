@@ -33,8 +33,8 @@ def search(data):
     return dt.DecoderSearch(X, Y, groups, bank, n_splits=4)
 
 
-PARAMS = {**dt.CENTRED_NN, "alpha": 50.0, "voxel_frac": 0.7, "selection": "f",
-          "standardize": True}
+PARAMS = {**dt.PAPER_LIKE, "normalize": "center", "metric": "cosine", "k": 1, "alpha": 50.0,
+          "voxel_frac": 0.7, "selection": "f", "standardize": True}
 
 
 def test_out_of_fold_predictions_equal_refitted_ridges(data, search):
@@ -136,8 +136,11 @@ def test_tuning_starts_from_the_paper_and_reports_it(search):
     result = dt.tune_decoder(search, n_trials=5, seed=0, n_recheck=3, n_resplits=1,
                              log_to_mlflow=False)
     first = result.trials[0]
-    assert {k: first[k] for k in ("alpha", "rule", "metric", "normalize", "feature_norm")} == \
-        {k: dt.PAPER_LIKE[k] for k in ("alpha", "rule", "metric", "normalize", "feature_norm")}
+    assert {k: first[k] for k in ("alpha", "rule", "target_mix", "feature_norm")} == \
+        {k: dt.PAPER_LIKE[k] for k in ("alpha", "rule", "target_mix", "feature_norm")}
+    # the label stage's similarity is fixed, in every trial and in the choice
+    assert {(t["normalize"], t["metric"]) for t in result.trials} == {("zscore", "cosine")}
+    assert {k: result.best_params[k] for k in dt.SIMILARITY} == dt.SIMILARITY
     assert len(result.trials) == 5
     assert set(result.paper_scores) == set(dt.SCORE_KEYS)
     # re-checked on two splits: the chosen objective is a mean, within the range of trials
