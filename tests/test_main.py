@@ -72,13 +72,22 @@ def test_main_decodes_above_chance_for_every_subject(main_runs):
         evaluation = mlflow.get_run(row["evaluate_run"]).data.metrics
         assert row["test/wup_top1"] > row["test/wup_chance"], row
         assert row["test/wup_p"] < 0.01, row
-        assert evaluation["test/top5_chance"] == pytest.approx(5 / n_bank_classes)
-        assert row["test/top5_acc"] > 5 * evaluation["test/top5_chance"], row
+        # exact top-5 counts only where the bank holds the sample's category (40 % of the
+        # test categories here, as 20 of GOD's 50 are in ILSVRC-1k)
+        n_inbank = evaluation["test/n_inbank"]
+        assert 0 < n_inbank < evaluation["test/n_samples"]
+        assert evaluation["test/top5_chance_inbank"] == pytest.approx(5 / n_bank_classes)
+        assert evaluation["test/top5_chance"] == pytest.approx(
+            5 / n_bank_classes * n_inbank / evaluation["test/n_samples"])
+        assert evaluation["test/top5_acc_inbank"] > 5 * evaluation["test/top5_chance_inbank"]
+        # the answers say something about their own sample, not only about the test set
+        assert evaluation["test/wup_specific"] > 0, row
         assert row["test/ident2_acc"] >= 0.9 and row["test/ident10_acc"] >= 0.5, row
         # the paper's pipeline is scored beside it, on the same samples
         assert 0 <= row["baseline/paper/wup_top1"] <= 1, row
-        assert evaluation["baseline/paper/gain_wup_top1"] == pytest.approx(
-            row["test/wup_top1"] - row["baseline/paper/wup_top1"])
+        assert evaluation["baseline/paper/gain_wup_specific_ci_low"] <= \
+            evaluation["baseline/paper/gain_wup_specific"] <= \
+            evaluation["baseline/paper/gain_wup_specific_ci_high"]
 
 
 def test_main_logs_one_child_run_per_step_and_the_summary(main_runs):
