@@ -115,10 +115,85 @@ def test_resume_continues_exactly(bank, tmp_path):
     assert part.info["train_steps"] == 5
     resumed = tiny.train(bank, tmp_path / "b", "small", checkpoint_every_s=1e-9, progress=False)
     assert resumed.info["train_steps"] == 8
-    for p, q in zip(straight.denoiser.parameters(), resumed.denoiser.parameters()):
-        assert torch.allclose(p, q, atol=1e-6)
+    assert resumed.weights_hash() == straight.weights_hash()  # bit-identical
     with pytest.raises(ValueError, match="another configuration"):
         tiny.train(bank, tmp_path / "b", "small", lr=0.5, progress=False)
+    # the schedule follows max_steps: a checkpoint of another step count is not continued
+    with pytest.raises(ValueError, match="max_steps"):
+        tiny.train(bank, tmp_path / "b", "small", max_steps=12, progress=False)
+
+
+def _figures(m: dict) -> dict:
+    return {k: v for k, v in m.items() if k not in tiny.TIMING_KEYS}
+
+
+def test_same_parameters_same_weights_and_figures(bank, tmp_path):
+    """Two trainings of the small preset, the second with torch set to another thread count
+    (as on another machine), give bit-identical weights and identical ``tiny/*`` figures:
+    the thread count comes from the config, the schedule from max_steps, every draw from
+    the seed."""
+    runs = []
+    for name, machine_threads in (("a", 1), ("b", 2)):
+        torch.set_num_threads(machine_threads)
+        torch.manual_seed(1000 + machine_threads)  # the caller's global RNG plays no part
+        pipe = tiny.train(bank, tmp_path / name, "small", progress=False)
+        assert torch.get_num_threads() == machine_threads  # restored after training
+        m = tiny.evaluate(pipe, bank, n_per_class=2, progress=False)
+        runs.append((pipe.weights_hash(), pipe.info, m))
+    (hash_a, info_a, m_a), (hash_b, info_b, m_b) = runs
+    assert hash_a == hash_b == info_a["weights_sha256"] == info_b["weights_sha256"]
+    assert _figures(info_a) == _figures(info_b) and info_a["threads"] == 1
+    assert _figures(m_a) == _figures(m_b)
+    # the folders hold the same weights; another seed gives others
+    loaded = tiny.TinyPipeline.from_pretrained(tmp_path / "b" / "pipeline")
+    assert loaded.weights_hash() == hash_a
+    other = tiny.train(bank, tmp_path / "c", "small", seed=1, progress=False)
+    assert other.weights_hash() != hash_a
+
+
+def test_learning_rate_follows_max_steps():
+    from sbd.generate.tiny.train import _lr_at
+
+    cfg = tiny.resolve_config("small", max_steps=100, warmup=10, lr=1.0)
+    assert _lr_at(cfg, 0) == pytest.approx(0.1) and _lr_at(cfg, 9) == pytest.approx(1.0)
+    assert _lr_at(cfg, 10) == pytest.approx(1.0)
+    assert _lr_at(cfg, 55) == pytest.approx(0.55)  # half way: half of the cosine
+    assert _lr_at(cfg, 100) == pytest.approx(0.1)  # the end: 10 %
+    longer = tiny.resolve_config(cfg, max_steps=200)
+    assert _lr_at(longer, 100) > _lr_at(cfg, 100)
+
+
+def test_time_budget_is_gone(bank, tmp_path, caplog):
+    """``time_budget_s`` is refused as a parameter; saved configurations of an earlier sbd
+    that hold it still load; its checkpoint is passed over (training starts afresh)."""
+    import json
+
+    with pytest.raises(ValueError, match="time_budget_s.*removed.*max_steps"):
+        tiny.resolve_config("default", time_budget_s=540)
+    assert "time_budget_s" not in tiny.TinyConfig().to_dict()
+    old = {**tiny.PRESETS["small"].to_dict(), "time_budget_s": 540.0}
+    assert tiny.config_from_dict(old) == tiny.PRESETS["small"]
+    # an earlier checkpoint, trained for a time budget: passed over with a warning
+    fresh = tiny.train(bank, tmp_path / "fresh", "small", progress=False)
+    part = tiny.train(bank, tmp_path / "old", "small", max_new_steps=3, checkpoint_every_s=1e-9,
+                      progress=False)
+    assert part.info["train_steps"] == 3
+    ckpt_path = tmp_path / "old" / tiny.CHECKPOINT_NAME
+    ckpt = torch.load(ckpt_path, weights_only=True)
+    ckpt["config"]["time_budget_s"] = 540.0
+    torch.save(ckpt, ckpt_path)
+    with caplog.at_level("WARNING", logger="sbd.generate.tiny.train"):
+        redone = tiny.train(bank, tmp_path / "old", "small", progress=False)
+    assert "wall-clock budget" in caplog.text and "training from scratch" in caplog.text
+    assert redone.info["train_steps"] == 8 and redone.weights_hash() == fresh.weights_hash()
+    # an earlier pipeline folder whose config holds time_budget_s loads and samples
+    index = tmp_path / "fresh" / "pipeline" / "model_index.json"
+    meta = json.loads(index.read_text())
+    meta["tiny_config"]["time_budget_s"] = 540.0
+    index.write_text(json.dumps(meta))
+    loaded = tiny.TinyPipeline.from_pretrained(tmp_path / "fresh" / "pipeline")
+    assert loaded.tiny_config == tiny.PRESETS["small"]
+    assert loaded([0], [torch.Generator().manual_seed(0)])[0].size == (16, 16)
 
 
 def test_mlflow_model_round_trip(trained, mlflow_store, pickled_files):
@@ -150,3 +225,51 @@ def test_evaluate_and_sheet(trained, bank):
         assert 0.0 <= m[key] <= 1.0
     sheet = tiny.sample_sheet(pipe, n_classes=3, n_per_class=2, tile=16)
     assert sheet.size == (16 * 2 + 16 * 2, 16 * 3)
+
+
+def test_train_tiny_run_logs_steps_figures_and_times(bank, tmp_path, mlflow_store):
+    """A ``train_tiny`` run logs max_steps as a parameter, the model's figures as ``tiny/*``
+    (the same for two runs with the same parameters), wall times apart as ``tiny_time/*``
+    and the weights' hash as a tag."""
+    import mlflow
+
+    from sbd.generate import tiny_models
+
+    runs = [tiny_models.train_and_register("phantom", bank, "small", work_dir=tmp_path / n,
+                                           progress=False)[0] for n in ("a", "b")]
+    a, b = (mlflow.get_run(r).data for r in runs)
+    assert a.params["max_steps"] == "8" and "time_budget_s" not in a.params
+    assert a.tags[tiny_models.WEIGHTS_TAG] == b.tags[tiny_models.WEIGHTS_TAG]
+    figures = [{k: v for k, v in d.metrics.items() if k.startswith("tiny/")} for d in (a, b)]
+    assert figures[0] == figures[1]
+    assert {"tiny/train_steps", "tiny/knn_centered_top1_acc", "tiny/final_loss"} <= set(figures[0])
+    assert {f"tiny_time/{k}" for k in tiny.TIMING_KEYS} <= set(a.metrics)
+    assert not {f"tiny/{k}" for k in tiny.TIMING_KEYS} & set(a.metrics)
+    # a step count other than the preset's trains in its own work folder
+    cfg = tiny.resolve_config("small")
+    assert tiny_models._work_name("small", cfg) == "small"
+    other = tiny_models._work_name("small", tiny.resolve_config("small", max_steps=9))
+    assert other.startswith("small-") and other != tiny_models._work_name(
+        "small", tiny.resolve_config("small", max_steps=10))
+
+
+def test_bench_tiny_steps_sweep(bank, tmp_path, capsys):
+    """``benchmarks/bench_tiny.py --steps`` trains one model per step count (one image cache)
+    and prints one JSON line each, with the kNN figures and the load average."""
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_tiny.py"
+    spec = importlib.util.spec_from_file_location("bench_tiny", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out = bench.main(["--data-dir", str(bank), "--out", str(tmp_path), "--preset", "small",
+                      "--steps", "4,8", "--quiet"])
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines() if x.startswith("{")]
+    assert [r["max_steps"] for r in lines] == [4, 8] == [r["train_steps"] for r in out]
+    for r in lines:
+        assert 0 <= r["guidance_2"]["knn_centered_top1_acc"] <= 1
+        assert len(r["load_average_before"]) == 3 and r["threads"] == 1
+    assert lines[0]["weights_sha256"] != lines[1]["weights_sha256"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bank_16_crop1.npz", "steps-4", "steps-8"]

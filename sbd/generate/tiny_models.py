@@ -1,7 +1,14 @@
 """The registered tiny generators of a data folder: finding the one trained on its bank
 (:func:`find`) and training, evaluating, logging and registering one
 (:func:`train_and_register`, what the ``train_tiny`` entry point runs), or either
-(:func:`find_or_train`, what ``generate`` and ``main`` do)."""
+(:func:`find_or_train`, what ``generate`` and ``main`` do).
+
+A ``train_tiny`` run logs every :class:`~sbd.generate.tiny.TinyConfig` field as a
+parameter (``max_steps`` among them: the model trains for a number of steps, never for a
+time), the model's figures as ``tiny/*`` (steps, loss, sizes, the kNN figures of
+:func:`~sbd.generate.tiny.evaluate`: the same for the same parameters, bank and machine),
+the measured times as ``tiny_time/*`` (:data:`~sbd.generate.tiny.TIMING_KEYS`), and the
+SHA-256 of its weights as the tag ``sbd.tiny_weights_sha256``."""
 
 from __future__ import annotations
 
@@ -14,7 +21,9 @@ import mlflow
 from sbd.data.layout import resolve_data_dir
 from sbd.tracking import chain_tags, model_tag, step_run
 
-__all__ = ["find", "train_and_register", "find_or_train"]
+__all__ = ["find", "train_and_register", "find_or_train", "WEIGHTS_TAG"]
+
+WEIGHTS_TAG = "sbd.tiny_weights_sha256"
 
 log = logging.getLogger(__name__)
 
@@ -59,21 +68,28 @@ def train_and_register(dataset: str, data_dir: str | Path, preset: str = "defaul
 
     The run is nested under the active run (if any). The centred kNN top-1 accuracy of its
     samples (:func:`sbd.generate.tiny.evaluate`) is the registered version's ``val_score``. ``work_dir`` (default
-    ``<data_dir>/tiny/<preset>``) keeps the checkpoint, so an interrupted training resumes.
+    ``<data_dir>/tiny/<preset>``, or ``<preset>-<hash of the overrides>`` when ``overrides``
+    change the preset) keeps the checkpoint, so an interrupted training resumes.
     The model URI is ``models:/sbd-<dataset>-tiny-generator/<version>``.
     """
     from sbd.generate import tiny
+    from sbd.generate.tiny.train import torch_threads
 
     data_dir = resolve_data_dir(dataset, data_dir)
     cfg = tiny.resolve_config(preset, **overrides)
-    work = Path(work_dir) if work_dir else data_dir / "tiny" / preset
+    work = Path(work_dir) if work_dir else data_dir / "tiny" / _work_name(preset, cfg)
     params = {"dataset": dataset, "data_dir": str(data_dir), "preset": preset,
               **cfg.to_dict()}
     with step_run("train_tiny", params, tags=chain_tags(dataset)) as active:
         pipe = tiny.train(data_dir, work, cfg, progress=progress)
-        mlflow.log_metrics({f"tiny/{k}": float(v) for k, v in pipe.info.items()})
-        figures = tiny.evaluate(pipe, data_dir, n_classes=cfg.eval_classes, progress=progress)
-        mlflow.log_metrics({f"tiny/{k}": float(v) for k, v in figures.items()})
+        with torch_threads(cfg.threads):  # the figures, as the weights, from a fixed thread count
+            figures = tiny.evaluate(pipe, data_dir, n_classes=cfg.eval_classes,
+                                    progress=progress)
+        measured = {**pipe.info, **figures}
+        numbers = {k: float(v) for k, v in measured.items() if isinstance(v, (int, float))}
+        mlflow.log_metrics({(f"tiny_time/{k}" if k in tiny.TIMING_KEYS else f"tiny/{k}"): v
+                            for k, v in numbers.items()})
+        mlflow.set_tag(WEIGHTS_TAG, pipe.info["weights_sha256"])
         grid = tiny.sample_sheet(pipe, n_classes=16, n_per_class=4)
         mlflow.log_image(grid, artifact_file="tiny/samples.png")
         uri = tiny.log_model(work / "pipeline", dataset, score=figures["knn_centered_top1_acc"],
@@ -81,6 +97,21 @@ def train_and_register(dataset: str, data_dir: str | Path, preset: str = "defaul
                                    **figures})
         mlflow.set_tag(model_tag("tiny"), uri)
         return active.info.run_id, uri
+
+
+def _work_name(preset: str, cfg) -> str:
+    """``preset`` when ``cfg`` is the preset itself, else ``<preset>-<8 hex digits>`` of the
+    fields that differ (a checkpoint of another configuration is not resumed)."""
+    import hashlib
+    import json
+
+    from sbd.generate import tiny
+
+    base = tiny.PRESETS[preset].to_dict() if preset in tiny.PRESETS else {}
+    diff = {k: v for k, v in cfg.to_dict().items() if base.get(k) != v}
+    if not diff:
+        return preset
+    return f"{preset}-{hashlib.sha256(json.dumps(diff, sort_keys=True).encode()).hexdigest()[:8]}"
 
 
 def find_or_train(dataset: str, data_dir: str | Path, preset: str,

@@ -22,6 +22,10 @@ Design (defaults of :class:`TinyConfig`; each choice measured, see below):
    classifier-free guidance (10% label dropout).
 4. **Diffusion**: cosine schedule, x0 ("sample") prediction, plain MSE, EMA weights; DDIM
    sampling in 20 steps with guidance 2.
+5. **Training**: 2,400 steps of 32 (``max_steps``; the learning rate follows that number),
+   one torch thread, every draw from ``seed``: the same parameters and bank give the same
+   weights however busy the machine is (:mod:`sbd.generate.tiny.train`; the step count is
+   chosen from a measured curve, :mod:`sbd.generate.tiny.config`).
 
 Measured (100-class subsets of the default phantom bank, 400 steps of 32, kNN of 200
 samples against the bank's EfficientNet-Lite0 features; chance 1%): pixel-free v-prediction
@@ -53,7 +57,8 @@ from __future__ import annotations
 
 from sbd.generate.tiny.config import (
     PIPELINE_FORMAT, CHECKPOINT_NAME, IMAGE_CACHE, PREDICTION_TYPES,
-    CLASS_MAP_INITS, MODEL_NAME, PYFUNC_NAME, TinyConfig, PRESETS, resolve_config,
+    CLASS_MAP_INITS, MODEL_NAME, PYFUNC_NAME, TIMING_KEYS, REMOVED_FIELDS, TinyConfig, PRESETS,
+    resolve_config, config_from_dict,
 )
 from sbd.generate.tiny.data import bank_classes, bank_signature, object_box, load_image, load_bank
 from sbd.generate.tiny.model import (
@@ -66,8 +71,8 @@ from sbd.generate.tiny.pyfunc import TinyGeneratorModel, log_model, load_pipelin
 
 __all__ = [
     "PIPELINE_FORMAT", "CHECKPOINT_NAME", "IMAGE_CACHE", "PREDICTION_TYPES",
-    "CLASS_MAP_INITS", "MODEL_NAME", "PYFUNC_NAME", "TinyConfig", "PRESETS",
-    "resolve_config", "bank_classes", "bank_signature", "object_box", "load_image",
+    "CLASS_MAP_INITS", "MODEL_NAME", "PYFUNC_NAME", "TIMING_KEYS", "REMOVED_FIELDS",
+    "TinyConfig", "PRESETS", "resolve_config", "config_from_dict", "bank_classes", "bank_signature", "object_box", "load_image",
     "load_bank", "PatchPCA", "ClassPrototypes", "TinyDenoiser", "class_prototypes", "build_denoiser",
     "build_scheduler", "TinyPipeline", "train", "evaluate", "sample_sheet",
     "TinyGeneratorModel", "log_model", "load_pipeline",

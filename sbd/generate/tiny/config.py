@@ -1,4 +1,27 @@
-"""Configuration of the tiny generator: :class:`TinyConfig`, its presets and file names."""
+"""Configuration of the tiny generator: :class:`TinyConfig`, its presets and file names.
+
+A configuration fixes the model it trains: training runs ``max_steps`` optimiser steps and
+the learning-rate schedule follows that number, so the same configuration, bank and seed
+give the same weights on a machine however fast or busy it is (wall time is measured, never
+an input). The earlier ``time_budget_s`` (train until a wall-clock budget ran out, the
+schedule stretched to the steps that fitted) is gone: a saved configuration that still has
+it loads without it (:func:`config_from_dict`), and passing it raises a ValueError that
+says to use ``max_steps``.
+
+The default ``max_steps`` (2,400) comes from the quality-versus-steps curve of the default
+preset on the default phantom (``benchmarks/bench_tiny.py --steps 400,800,1600,2400``; one
+thread, 2 shared cores at load 3-4; kNN figures of 100 samples, 50-way top-1 of the
+rank-1 images of the 50 test samples as the ``evaluate`` step scores them)::
+
+    steps   train s   kNN top-1   centred kNN top-1   50-way top-1 [95 % CI]
+      400       130        0.10                0.19   0.079 [0.034, 0.130]
+      800       350        0.18                0.29   0.116 [0.059, 0.181]
+     1600       621        0.29                0.39   0.168 [0.096, 0.243]
+     2400       831        0.29                0.41   0.195 [0.114, 0.278]
+
+2,400 is the first measured count that keeps the 50-way top-1 at or above 0.18 and the
+centred kNN top-1 at the 0.42 of the time-budgeted run it replaces (1,875 steps).
+"""
 
 from __future__ import annotations
 
@@ -19,6 +42,10 @@ IMAGE_CACHE = "bank_{size}_crop{crop}.npz"
 PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
 CLASS_MAP_INITS = ("mean", "random")
 MODEL_NAME = "sbd-{dataset}-tiny-generator"
+# Figures of training and evaluation that are measured wall or CPU time: they vary from run
+# to run and are logged apart (``tiny_time/*``) from the model's figures (``tiny/*``).
+TIMING_KEYS = ("train_seconds", "train_cpu_seconds", "prep_seconds", "prep_cpu_seconds",
+               "sample_seconds")
 PYFUNC_NAME = "tiny_generator"
 
 
@@ -41,11 +68,16 @@ class TinyConfig:
     Diffusion: ``prediction_type``, ``train_timesteps``, ``beta_schedule``, ``snr_gamma``
     (Min-SNR loss weighting; 0 = plain MSE), ``cond_dropout`` (share of training samples
     with the null class, for classifier-free guidance).
-    Training: ``batch_size``, ``lr`` (AdamW, linear warm-up over ``warmup`` steps, then
-    cosine to 10%), ``ema_decay``, ``max_steps`` and ``time_budget_s`` (whichever ends
-    first; 0 = no time limit), ``max_per_class`` (bank images per class; 0 = all),
-    ``flip`` (horizontal flips), ``seed``, ``threads`` (torch threads; 0 = torch's choice),
-    ``checkpoint_every_s``.
+    Training: ``max_steps`` optimiser steps of ``batch_size`` (the default preset's count is
+    chosen from the measured quality-versus-steps curve of ``benchmarks/bench_tiny.py
+    --steps``), ``lr`` (AdamW, linear warm-up over ``warmup`` steps, then cosine to 10% at
+    ``max_steps``), ``ema_decay``, ``max_per_class`` (bank images per class; 0 = all),
+    ``flip`` (horizontal flips), ``seed``, ``threads`` (torch threads while training and
+    evaluating: CPU sums are split by thread, so the weights' last bits depend on the thread
+    count, which is therefore a parameter and not the machine's core count; 1 by default:
+    on 2 busy cores one thread was 3× faster per step than two; 0 = torch's choice, the
+    machine's), ``checkpoint_every_s`` (wall-clock interval of checkpoints; it does not
+    change the weights).
     Sampling defaults: ``sample_steps`` (DDIM), ``guidance``. ``eval_classes``: classes
     sampled by the evaluation after training (:func:`evaluate`).
     """
@@ -70,20 +102,20 @@ class TinyConfig:
     lr: float = 1e-3
     warmup: int = 20
     ema_decay: float = 0.999
-    max_steps: int = 100_000
-    time_budget_s: float = 540.0
+    max_steps: int = 2400
     max_per_class: int = 0
     flip: bool = True
     seed: int = 0
-    threads: int = 0
+    threads: int = 1
     checkpoint_every_s: float = 60.0
     sample_steps: int = 20
     guidance: float = 2.0
     eval_classes: int = 100
 
-    # Fields that may change between a checkpoint and its resumption.
-    RESUMABLE = ("max_steps", "time_budget_s", "threads", "checkpoint_every_s",
-                 "sample_steps", "guidance", "eval_classes")
+    # Fields that may change between a checkpoint and its resumption (``max_steps`` may
+    # not: the learning-rate schedule follows it). ``threads`` may, at the cost of
+    # bit-identity with an uninterrupted run.
+    RESUMABLE = ("threads", "checkpoint_every_s", "sample_steps", "guidance", "eval_classes")
 
     @property
     def grid(self) -> int:
@@ -103,13 +135,20 @@ class TinyConfig:
 
 
 PRESETS: dict[str, TinyConfig] = {
-    # The phantom's model: <= 10 minutes on 2 CPU cores (see benchmarks/bench_tiny.py).
+    # The phantom's model: 2,400 steps, 14 minutes at load 3-4 on 2 CPU cores (one thread;
+    # the curve above).
     "default": TinyConfig(),
     # Tests: seconds.
     "small": TinyConfig(image_size=16, patch=4, latent_channels=12, channels=(16, 32),
                         attention=False, class_map_channels=2, prototypes=2, batch_size=16, max_steps=8,
-                        time_budget_s=0, warmup=2, sample_steps=4, checkpoint_every_s=0,
-                        eval_classes=8),
+                        warmup=2, sample_steps=4, checkpoint_every_s=0, eval_classes=8),
+}
+
+# Fields of earlier sbd versions that a saved configuration (a checkpoint, a pipeline's
+# model_index.json) may still hold, and why they are gone.
+REMOVED_FIELDS = {
+    "time_budget_s": "training follows max_steps (a number of steps, not a wall-clock budget), "
+                     "so that the same parameters give the same model on any machine",
 }
 
 
@@ -122,6 +161,10 @@ def resolve_config(preset: str | TinyConfig = "default", **overrides: Any) -> Ti
     else:
         raise ValueError(f"Unknown tiny preset={preset!r}; valid: {', '.join(PRESETS)}.")
     overrides = {k: v for k, v in overrides.items() if v is not None}
+    removed = sorted(set(overrides) & set(REMOVED_FIELDS))
+    if removed:
+        raise ValueError(f"Tiny parameter {removed[0]!r} was removed: "
+                         f"{REMOVED_FIELDS[removed[0]]}; set max_steps instead.")
     valid = {f.name for f in dataclasses.fields(TinyConfig)}
     unknown = set(overrides) - valid
     if unknown:
@@ -144,3 +187,17 @@ def resolve_config(preset: str | TinyConfig = "default", **overrides: Any) -> Ti
         raise ValueError(f"The latent grid ({cfg.image_size}/{cfg.patch} = {cfg.grid}) must be "
                          f"divisible by {halvings} (one halving per extra UNet block).")
     return cfg
+
+
+def config_from_dict(saved: dict[str, Any], base: str | TinyConfig | None = None) -> TinyConfig:
+    """The :class:`TinyConfig` of a saved configuration (``TinyConfig.to_dict()`` of this or
+    an earlier sbd), fields of :data:`REMOVED_FIELDS` dropped; the fields it lacks take the
+    values of ``base`` (default: ``TinyConfig()``)."""
+    kept = {k: v for k, v in saved.items() if k not in REMOVED_FIELDS}
+    return resolve_config(TinyConfig() if base is None else base, **kept)
+
+
+def legacy_time_budget(saved: dict[str, Any]) -> float:
+    """The wall-clock budget (s) a saved configuration of an earlier sbd trained for (0:
+    none; its model then followed ``max_steps`` as today's do)."""
+    return float(saved.get("time_budget_s", 0) or 0)

@@ -16,7 +16,7 @@ from diffusers import DDIMScheduler, DiffusionPipeline, UNet2DModel
 from PIL import Image
 from tqdm.auto import tqdm
 
-from sbd.generate.tiny.config import TinyConfig, resolve_config
+from sbd.generate.tiny.config import TinyConfig, config_from_dict
 from sbd.generate.tiny.model import ClassPrototypes, PatchPCA, TinyDenoiser
 
 log = logging.getLogger(__name__)
@@ -61,7 +61,8 @@ class TinyPipeline(DiffusionPipeline):
 
     @property
     def tiny_config(self) -> TinyConfig:
-        return resolve_config(TinyConfig(), **self.config.tiny_config)
+        """The :class:`TinyConfig` it was trained with (fields of an earlier sbd dropped)."""
+        return config_from_dict(self.config.tiny_config)
 
     @property
     def info(self) -> dict[str, Any]:
@@ -74,6 +75,21 @@ class TinyPipeline(DiffusionPipeline):
     @property
     def default_guidance(self) -> float:
         return self.tiny_config.guidance
+
+    def weights_hash(self) -> str:
+        """SHA-256 (hex) of every weight and buffer of ``unet``, ``codec`` and
+        ``prototypes`` (names, dtypes, shapes and bytes, in name order): equal hashes,
+        bit-identical models."""
+        import hashlib
+
+        h = hashlib.sha256()
+        for part in ("unet", "codec", "prototypes"):
+            state = getattr(self, part).state_dict()
+            for name in sorted(state):
+                t = state[name].detach().cpu().contiguous()
+                h.update(f"{part}.{name}:{t.dtype}:{tuple(t.shape)};".encode())
+                h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        return h.hexdigest()
 
     def save_pretrained(self, folder: str | Path, **kwargs: Any) -> Path:
         """Write the pipeline folder (to a temporary name, then renamed into place)."""
@@ -98,13 +114,13 @@ class TinyPipeline(DiffusionPipeline):
         bad = [c for c in class_idx if not 0 <= int(c) < len(self.class_wnids)]
         if bad:
             raise ValueError(f"Class index(es) {bad} out of range 0..{len(self.class_wnids) - 1}.")
-        cfg, dev = self.tiny_config, self.device
+        cfg, dev, dtype = self.tiny_config, self.device, self.unet.dtype
         shape = (1, cfg.latent_dim, cfg.grid, cfg.grid)
-        weights = self.prototypes.weights.cpu()
+        weights = self.prototypes.weights.cpu().float()
         protos = torch.as_tensor([int(torch.multinomial(weights[int(c)], 1, generator=g))
                                   if weights.shape[1] > 1 else 0
                                   for c, g in zip(class_idx, generators)], device=dev)
-        z = torch.cat([torch.randn(shape, generator=g) for g in generators]).to(dev)
+        z = torch.cat([torch.randn(shape, generator=g) for g in generators]).to(dev, dtype)
         labels = torch.as_tensor([int(c) for c in class_idx], dtype=torch.long, device=dev)
         null = torch.full_like(labels, len(self.class_wnids))
         sched = copy.deepcopy(self.scheduler)
@@ -117,7 +133,7 @@ class TinyPipeline(DiffusionPipeline):
                                              torch.cat([protos, protos])).chunk(2)
                 out = uncond + guidance * (cond - uncond)
             z = sched.step(out, t, z, eta=0.0).prev_sample
-        return ((self.codec.decode(z).clamp(-1, 1) + 1) / 2).cpu()
+        return ((self.codec.decode(z.to(self.codec.dtype)).float().clamp(-1, 1) + 1) / 2).cpu()
 
     def __call__(self, class_idx: Sequence[int], generators: Sequence[torch.Generator],
                  steps: int | None = None, guidance: float | None = None,
