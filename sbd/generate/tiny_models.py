@@ -127,5 +127,12 @@ def find_or_train(dataset: str, data_dir: str | Path, preset: str,
         raise ValueError(f"No registered tiny model trained on the bank of {data_dir} and "
                          f"tiny_preset={preset!r}: train one (the train_tiny entry "
                          "point) or pass model_id.")
-    log.info("No registered tiny model for this bank: training one (preset %r).", preset)
-    return train_and_register(dataset, data_dir, preset, progress=progress)[1]
+    from sbd.data.locks import folder_lock
+
+    # two runs on one folder train it once: the second waits, then finds it registered
+    with folder_lock(resolve_data_dir(dataset, data_dir), f"tiny-{preset}"):
+        found = find(dataset, data_dir, preset)
+        if found is not None:
+            return found
+        log.info("No registered tiny model for this bank: training one (preset %r).", preset)
+        return train_and_register(dataset, data_dir, preset, progress=progress)[1]

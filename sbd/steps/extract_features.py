@@ -14,12 +14,14 @@ import csv
 import json
 import logging
 import tempfile
+from contextlib import nullcontext
 from pathlib import Path
 
 import mlflow
 
 from sbd import tracking
 from sbd.data.layout import resolve_data_dir
+from sbd.data.locks import folder_lock
 from sbd.params import as_bool
 from sbd.features.backbones import check_circular, resolve_backbone
 from sbd.features.extract import DEFAULT_EXCLUDE_THRESHOLD, SOURCES, ExtractResult, run_extraction
@@ -85,9 +87,15 @@ def run(dataset: str = "phantom", data_dir: str = "", backbone: str = "", source
     with tracking.step_run("extract_features", params,
                            tags=tracking.chain_tags(dataset, backbone=backbone)) as run:
         tracking.mark_circular(circular)
-        results = run_extraction(root, backbone, source, batch_size=batch_size,
-                                 num_workers=num_workers, shard=shard, dtype=dtype,
-                                 progress=progress, exclude_threshold=exclude_threshold)
+        # one worker per folder and backbone at a time (shards of one extraction share the
+        # partial folder by design and merge under its own lock); a second run waits, then
+        # finds the files up to date
+        lock = (folder_lock(root, f"features-{backbone}") if shard in ("0/1", "")
+                else nullcontext())
+        with lock:
+            results = run_extraction(root, backbone, source, batch_size=batch_size,
+                                     num_workers=num_workers, shard=shard, dtype=dtype,
+                                     progress=progress, exclude_threshold=exclude_threshold)
         with tempfile.TemporaryDirectory() as tmp:
             summaries = [_log_result(r, max_artifact_mb, Path(tmp)) for r in results.values()]
             mlflow.log_dict({"backbone": backbone, "data_dir": str(Path(root).resolve()),
