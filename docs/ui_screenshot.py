@@ -20,7 +20,8 @@ from pathlib import Path
 
 import mlflow
 
-METRICS = ["test/wup_top1", "baseline/paper/wup_top1", "test/top5_acc", "test/judge2afc_acc"]
+METRICS = ["test/wup_top1", "baseline/paper/wup_top1", "test/wup_specific",
+           "baseline/paper/wup_specific", "test/top5_acc_inbank", "test/judge2afc_acc"]
 FLAGS = ["--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
          "--window-size=1400,1500"]
 

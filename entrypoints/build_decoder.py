@@ -7,10 +7,11 @@ import logging
 
 from _cli import as_int
 
+from sbd.data.layout import DATASETS
 from sbd.steps import build_decoder
 
 parser = argparse.ArgumentParser(description=__doc__)
-parser.add_argument("--dataset", default="phantom", choices=["phantom", "god"])
+parser.add_argument("--dataset", default="phantom", choices=DATASETS)
 parser.add_argument("--subject", type=as_int, default=1)
 parser.add_argument("--roi", default="VC")
 parser.add_argument("--backbone", default="", help="registry name; empty: the dataset's default")

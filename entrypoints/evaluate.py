@@ -11,13 +11,14 @@ import logging
 
 from _cli import as_int
 
+from sbd.data.layout import DATASETS
 from sbd.steps import evaluate
 
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--decoder", default="",
                     help="model URI; default models:/sbd-<dataset>-s<subject>-<roi>-decoder@champion")
-parser.add_argument("--dataset", default="phantom", choices=("phantom", "god"))
+parser.add_argument("--dataset", default="phantom", choices=DATASETS)
 parser.add_argument("--data-dir", default="")
 parser.add_argument("--subject", type=as_int, default=1)
 parser.add_argument("--roi", default="VC")

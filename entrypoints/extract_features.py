@@ -7,10 +7,11 @@ import logging
 
 from _cli import as_bool, as_int
 
+from sbd.data.layout import DATASETS
 from sbd.steps import extract_features
 
 parser = argparse.ArgumentParser(description=__doc__)
-parser.add_argument("--dataset", default="phantom", choices=["phantom", "god"])
+parser.add_argument("--dataset", default="phantom", choices=DATASETS)
 parser.add_argument("--data-dir", default="")
 parser.add_argument("--backbone", default="", help="registry name; empty: the dataset's default")
 parser.add_argument("--source", default="all", choices=["all", "stimuli", "bank"])

@@ -5,10 +5,11 @@ import logging
 
 from _cli import as_bool, as_int
 
+from sbd.data.layout import DATASETS
 from sbd.steps import main
 
 parser = argparse.ArgumentParser(description=__doc__)
-parser.add_argument("--dataset", default="phantom", choices=["phantom", "god"])
+parser.add_argument("--dataset", default="phantom", choices=DATASETS)
 parser.add_argument("--data-dir", default="")
 parser.add_argument("--preset", default="default")
 parser.add_argument("--snr", type=float, default=-1.0, help="phantom snr; < 0: the preset's")
@@ -28,4 +29,4 @@ parser.add_argument("--allow-circular", type=as_bool, default=False,
 args = parser.parse_args()
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
 run_id = main.run(**{k: v for k, v in vars(args).items()})
-print(f"main run: {run_id}")
+print(main.console_summary(run_id))

@@ -1,5 +1,6 @@
 """MLproject entry point ``prepare_data``: build the phantom dataset, or validate a real GOD
-folder and report what is missing (see sbd.steps.prepare_data); exits non-zero on a problem."""
+folder or a Kamitani npz package (god-npz: its stimulus images are then written out) and
+report what is missing (see sbd.steps.prepare_data); exits non-zero on a problem."""
 
 import argparse
 import logging
@@ -7,10 +8,11 @@ import sys
 
 from _cli import as_int
 
+from sbd.data.layout import DATASETS
 from sbd.steps import prepare_data
 
 parser = argparse.ArgumentParser(description=__doc__)
-parser.add_argument("--dataset", default="phantom", choices=["phantom", "god"])
+parser.add_argument("--dataset", default="phantom", choices=DATASETS)
 parser.add_argument("--data-dir", default="")
 parser.add_argument("--preset", default="default", help="phantom preset: default, medium or small")
 parser.add_argument("--snr", type=float, default=-1.0, help="phantom SNR; negative: the preset's")

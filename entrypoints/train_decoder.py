@@ -9,12 +9,13 @@ import logging
 
 from _cli import as_bool, as_int
 
+from sbd.data.layout import DATASETS
 from sbd.decoding.decoder_tuning import OBJECTIVES, VALIDATIONS
 from sbd.decoding.knn import BACKENDS
 from sbd.steps import train_decoder
 
 parser = argparse.ArgumentParser(description=__doc__)
-parser.add_argument("--dataset", default="phantom", choices=["phantom", "god"])
+parser.add_argument("--dataset", default="phantom", choices=DATASETS)
 parser.add_argument("--data-dir", default="")
 parser.add_argument("--subject", type=as_int, default=1)
 parser.add_argument("--roi", default="VC")

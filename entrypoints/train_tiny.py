@@ -7,10 +7,11 @@ import logging
 
 from _cli import as_int
 
+from sbd.data.layout import DATASETS
 from sbd.steps import train_tiny
 
 parser = argparse.ArgumentParser(description=__doc__)
-parser.add_argument("--dataset", default="phantom", choices=["phantom", "god"])
+parser.add_argument("--dataset", default="phantom", choices=DATASETS)
 parser.add_argument("--data-dir", default="")
 parser.add_argument("--preset", default="default", help="tiny preset: default or small")
 parser.add_argument("--max-steps", type=as_int, default=0,

@@ -234,7 +234,8 @@ def plot_by_roi(table: pd.DataFrame, metric: str, chance: str | float | None = "
         metric (``metric`` or ``test/<metric>``)
     metric : e.g. ``"wup_top1"`` or ``"test/wup_top1"``
     chance : a number, a column name (its mean is drawn), or ``"auto"`` (the matching
-        ``…wup_chance`` column for Wu-Palmer metrics, when present); None for no line
+        ``…wup_chance`` column for Wu-Palmer metrics, when present; 0 for ``wup_specific``);
+        None for no line
     """
     if "roi" not in table.columns:
         raise ValueError(f"plot_by_roi needs a 'roi' column; columns: {', '.join(map(str, table.columns))}.")
@@ -254,7 +255,9 @@ def plot_by_roi(table: pd.DataFrame, metric: str, chance: str | float | None = "
     ax.set_xticklabels(rois)
     if isinstance(chance, str) and chance == "auto":
         chance = None
-        if "wup" in col:
+        if "wup_specific" in col:  # the same answers shuffled across samples score the same
+            chance = 0.0
+        elif "wup" in col:
             prefix = col.rsplit("wup", 1)[0]
             if f"{prefix}wup_chance" in table.columns:
                 chance = f"{prefix}wup_chance"

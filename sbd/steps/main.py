@@ -21,14 +21,14 @@ import mlflow
 import pandas as pd
 
 from sbd import executors, tracking
-from sbd.data.layout import features_file, resolve_data_dir
+from sbd.data.layout import STIMULUS_SETS, features_file, image_list_csv, resolve_data_dir
 from sbd.params import as_bool
 from sbd.registry.common import decoder_champion_uri
 
 log = logging.getLogger(__name__)
 
 ROIS = ("V1", "V2", "V3", "V4", "LOC", "FFA", "PPA", "LVC", "HVC", "VC")
-DEFAULT_GENERATOR = {"phantom": "tiny", "god": "sd"}
+DEFAULT_GENERATOR = {"phantom": "tiny", "god": "sd", "god-npz": "sd"}
 # generators whose chains ask the Ray cluster for a GPU
 GPU_GENERATORS = ("sd", "dit")
 SUMMARY_METRICS = (
@@ -52,6 +52,60 @@ SUMMARY_METRICS = (
     "test/gen/swav", "test/gen/nway_top1", "test/gen/retrieval_fwd")
 
 
+def console_summary(run_id: str) -> str:
+    """What a user reads when ``main`` ends: per subject × ROI the headline measures beside
+    the paper's pipeline (same samples) and their floors (uniform chance, the best constant
+    answer), the run id, and where to look in the UI."""
+    client = mlflow.MlflowClient()
+    run = client.get_run(run_id)
+    m = run.data.metrics
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            table = pd.read_csv(mlflow.artifacts.download_artifacts(
+                run_id=run_id, artifact_path="summary.csv", dst_path=tmp))
+        except Exception:  # noqa: BLE001 - no chain finished: no table
+            table = pd.DataFrame()
+
+    def f(v, digits=3):
+        return "n/a" if v is None or pd.isna(v) else f"{v:.{digits}f}"
+
+    lines = [f"main run {run_id}: {int(m.get('main/n_steps_run', 0))} steps run, "
+             f"{int(m.get('main/n_steps_reused', 0))} reused, "
+             f"{int(m.get('main/n_chains_failed', 0))} chains failed"]
+    if not table.empty:
+        rows = []
+        for r in table.to_dict("records"):
+            rows.append({
+                "subject": r["subject"], "roi": r["roi"],
+                "wup_top1 sbd/paper": f"{f(r.get('test/wup_top1'))} / "
+                                      f"{f(r.get('baseline/paper/wup_top1'))}",
+                "chance/constant": f"{f(r.get('test/wup_chance'))} / "
+                                   f"{f(r.get('test/wup_constant'))}",
+                "wup_specific sbd [95% CI] / paper":
+                    f"{f(r.get('test/wup_specific'))} [{f(r.get('test/wup_specific_ci_low'))}, "
+                    f"{f(r.get('test/wup_specific_ci_high'))}] / "
+                    f"{f(r.get('baseline/paper/wup_specific'))}",
+                "top5 in bank sbd/paper (chance)":
+                    f"{f(r.get('test/top5_acc_inbank'), 2)} / "
+                    f"{f(r.get('baseline/paper/top5_acc_inbank'), 2)} "
+                    f"({f(r.get('test/top5_chance_inbank'), 3)})",
+                "ident2 sbd/paper": f"{f(r.get('test/ident2_acc'))} / "
+                                    f"{f(r.get('baseline/paper/ident2_acc'))}",
+            })
+        lines += ["", pd.DataFrame(rows).to_string(index=False), "",
+                  "wup_specific = wup_top1 minus the same answers scored against the other "
+                  "samples (0: the answers say nothing about their own sample); top5 in bank: "
+                  "exact top-5 over the samples whose category the bank holds; chance/constant: "
+                  "uniform labels / the best single label for every sample."]
+    uri = mlflow.get_tracking_uri()
+    exp = run.info.experiment_id
+    ui = (f"mlflow ui --backend-store-uri {uri}" if not uri.startswith("http") else uri)
+    lines += ["", f"Look: {ui}  ->  experiment {exp}, run {run_id} "
+                  f"(#/experiments/{exp}/runs/{run_id}); figures under its child runs "
+                  "(evaluate: figures/test_vs_paper.png; generate: grids/overview.png)."]
+    return "\n".join(lines)
+
+
 def _split(text: str | list | tuple, what: str, valid: tuple[str, ...] | None = None) -> list[str]:
     items = [t.strip() for t in (text.split(",") if isinstance(text, str) else text) if str(t).strip()]
     if not items:
@@ -71,7 +125,8 @@ def run(dataset: str = "phantom", data_dir: str = "", preset: str = "default",
 
     ``subjects`` and ``rois`` are comma-separated lists (an ROI sweep: ``rois="V1,V2,…"``);
     ``snr`` < 0 keeps the phantom preset's calibrated value; ``backbone`` and ``generator``
-    empty pick the dataset's defaults (phantom: efficientnet-lite0 + tiny; god: resnet50 + sd).
+    empty pick the dataset's defaults (phantom: efficientnet-lite0 + tiny; god and god-npz:
+    resnet50 + sd).
     The subject × ROI chains (train_decoder → generate → evaluate) are independent:
     ``executor="ray"`` runs them as Ray tasks on the cluster at ``ray_address`` (empty: a
     local one), see :mod:`sbd.executors`.  ``allow_circular`` lets a backbone the dataset
@@ -191,8 +246,20 @@ def _features_exist(root: str, backbone: str):
 
 
 def _data_unchanged(dataset: str, root: str):
-    """A check that a cached ``prepare_data`` run still describes the phantom on disk: one
-    data folder holds one build, and a run with other params (e.g. ``snr``) rebuilds it."""
+    """A check that a cached ``prepare_data`` run still describes the data on disk.  The
+    phantom: one data folder holds one build, and a run with other params (e.g. ``snr``)
+    rebuilds it.  A Kamitani npz package (god-npz): its files are those the run validated
+    (names, sizes, times) and the stimulus images it wrote out are still listed.  None
+    (always valid) for GOD."""
+    if dataset == "god-npz":
+        def check_npz(run) -> bool:
+            from sbd.steps import prepare_data
+
+            return (run.data.tags.get(prepare_data.PACKAGE_KEY_TAG)
+                    == prepare_data.npz_package_key(root)
+                    and all(image_list_csv(root, s).is_file() for s in STIMULUS_SETS))
+
+        return check_npz
     if dataset != "phantom":
         return None
 
@@ -248,8 +315,10 @@ def _log_summary(summary: pd.DataFrame, grids: list[tuple[int, str, str]]) -> No
         if summary["roi"].nunique() > 1:
             from sbd.metrics.plots import plot_by_roi
 
-            fig = plot_by_roi(summary, "test/wup_top1")
-            mlflow.log_figure(fig, "decoding_by_roi.png")
+            mlflow.log_figure(plot_by_roi(summary, "test/wup_top1"), "decoding_by_roi.png")
+            # what the answers say about their own sample: hedging cannot raise it
+            mlflow.log_figure(plot_by_roi(summary, "test/wup_specific"),
+                              "decoding_by_roi_specific.png")
         for subject, roi, gen_run in grids:
             try:
                 local = mlflow.artifacts.download_artifacts(

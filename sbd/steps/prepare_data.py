@@ -10,6 +10,14 @@ one build at a time, so a cached run is valid only while they match the manifest
 and ``data/validation.txt`` (per subject: ROIs with voxel counts, train/test/imagery sample
 counts, missing images) and raises :class:`DataProblem` (the run fails, the entry point
 exits non-zero) when the report lists a problem.
+
+``dataset=god-npz``: :func:`sbd.data.god_npz.validate` on a Kamitani npz package folder
+(``sbj_N.npz``, ``images_256.npz``, label CSVs), logged the same way (each subject's
+normalisation as measured, tag ``sbd.data.normalisation``); when it is valid,
+:func:`sbd.data.god_npz.write_images` writes the stimulus images out in the GOD layout in
+the same folder (a no-op when already written; tag ``sbd.data.images_reused``); tag
+``sbd.data.package_key`` (:func:`npz_package_key`: a cached run is valid only while it matches
+the package on disk).
 """
 
 from __future__ import annotations
@@ -26,6 +34,8 @@ from sbd import tracking
 from sbd.data.layout import DATASETS, resolve_data_dir
 
 log = logging.getLogger(__name__)
+
+PACKAGE_KEY_TAG = "sbd.data.package_key"
 
 
 class DataProblem(RuntimeError):
@@ -54,6 +64,8 @@ def report_text(report: dict[str, Any]) -> str:
         for sset, ids in (sub.get("missing_images") or {}).items():
             if ids:
                 lines.append(f"  missing {sset} images: {len(ids)} (e.g. {', '.join(ids[:5])})")
+        if sub.get("normalisation"):
+            lines.append(f"  normalisation: {sub['normalisation']['verdict']}")
         for p in sub.get("problems", []):
             lines.append(f"  PROBLEM: {p}")
     if report.get("warnings"):
@@ -74,9 +86,13 @@ def _phantom(root: Path, preset: str, snr: float | None, seed: int,
              n_subjects: int | None, progress: bool) -> None:
     from sbd.data import phantom
 
-    before = phantom.read_manifest(root)
-    manifest = phantom.build(root, preset=preset, snr=snr, seed=seed, n_subjects=n_subjects,
-                             progress=progress)
+    from sbd.data.locks import folder_lock
+
+    # a second run on this folder waits for the first's build, then reuses it if it matches
+    with folder_lock(root, "phantom"):
+        before = phantom.read_manifest(root)
+        manifest = phantom.build(root, preset=preset, snr=snr, seed=seed,
+                                 n_subjects=n_subjects, progress=progress)
     reused = before is not None and before.get("created") == manifest.get("created")
     sizes = manifest["sizes"]
     mlflow.log_metrics({
@@ -130,14 +146,64 @@ def _god(root: Path) -> None:
                           + "\n(full report: run artifact data/validation.txt)")
 
 
+def npz_package_key(root: str | Path) -> str:
+    """The identity of the Kamitani npz package in ``root`` as it is on disk: a hash of the
+    names, sizes and modification times of its files (``sbj_N.npz``, ``images_256.npz``,
+    the label CSVs; a missing one counts as such). Cheap: no file is read."""
+    import hashlib
+
+    from sbd.data import layout
+
+    root = Path(root)
+    names = [layout.npz_subject_file(root, s).name for s in layout.npz_subjects(root)]
+    h = hashlib.sha256()
+    for name in names + [layout.NPZ_IMAGES, *layout.NPZ_LABEL_CSVS.values()]:
+        path = root / name
+        st = path.stat() if path.is_file() else None
+        h.update(f"{name}:{st.st_size if st else -1}:{st.st_mtime_ns if st else -1};".encode())
+    return h.hexdigest()[:16]
+
+
+def _god_npz(root: Path) -> None:
+    from sbd.data import god_npz
+
+    report = god_npz.validate(root)
+    text = report_text(report)
+    _log_text("validation.json", json.dumps(report, indent=1, sort_keys=True, default=str))
+    _log_text("validation.txt", text)
+    subjects = report.get("subjects") or {}
+    images = report.get("images") or {}
+    mlflow.log_metrics({"data/n_subjects": len(subjects),
+                        "data/n_problems": len(report.get("problems", [])),
+                        **{f"data/n_{sset}_images": info["n"] for sset, info in images.items()}})
+    norms = [s["normalisation"]["zscored"] for s in subjects.values() if "normalisation" in s]
+    mlflow.set_tags({"sbd.data.valid": str(bool(report.get("ok"))).lower(),
+                     "sbd.data.normalisation": (
+                         "z-scored per voxel (used as it is)" if norms and all(norms) else
+                         "not z-scored per voxel: z-scored over each split when loaded"
+                         if norms and not any(norms) else "mixed" if norms else "unknown")})
+    log.info("%s", text)
+    if not report.get("ok"):
+        raise DataProblem(f"Kamitani npz package in {root} has {len(report['problems'])} "
+                          "problem(s):\n" + "\n".join(f"- {p}" for p in report["problems"])
+                          + "\n(full report: run artifact data/validation.txt)")
+    written = god_npz.write_images(root)
+    mlflow.set_tags({"sbd.data.images_reused": str(not written["written"]).lower(),
+                     PACKAGE_KEY_TAG: npz_package_key(root)})
+    log.info("stimulus images %s in %s (%s)", "written" if written["written"] else "reused",
+             written["folder"], ", ".join(f"{s}: {n} images, stored as {written['image_dtype'][s]}"
+                                          for s, n in written["n_images"].items()))
+
+
 def run(dataset: str = "phantom", data_dir: str = "", preset: str = "default",
         snr: float = -1.0, seed: int = 0, n_subjects: int = 0, progress: bool = True) -> str:
     """Prepare the data of ``dataset`` in ``data_dir`` (empty: its default); returns the run id.
 
     Parameters
     ----------
-    dataset : ``phantom`` (build it) or ``god`` (validate the folder).
-    data_dir : data folder; empty → ``data/phantom`` or ``data``.
+    dataset : ``phantom`` (build it), ``god`` (validate the folder) or ``god-npz``
+        (validate a Kamitani npz package and write its stimulus images out).
+    data_dir : data folder; empty → ``data/phantom``, ``data`` or ``data/god-npz``.
     preset : phantom preset (``default`` or ``small``).
     snr : phantom single-trial SNR; negative → the preset's (calibrated) value.
     seed : phantom seed.
@@ -153,6 +219,8 @@ def run(dataset: str = "phantom", data_dir: str = "", preset: str = "default",
         if dataset == "phantom":
             _phantom(root, preset, None if snr is None or snr < 0 else float(snr), int(seed),
                      int(n_subjects) or None, progress)
+        elif dataset == "god-npz":
+            _god_npz(root)
         else:
             _god(root)
         return active.info.run_id
