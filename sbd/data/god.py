@@ -462,7 +462,14 @@ def load(
         NaN/Inf voxels (how many, where); missing keys; bad labels; no sample of the split.
     FileNotFoundError
         The subject's file is missing (says where it goes and where to get it).
+
+    A folder that holds the Kamitani npz package (``sbj_N.npz``, ``dataset=god-npz``) and
+    no BData is read by :func:`sbd.data.god_npz.load`, which gives the same samples.
     """
+    if layout.is_npz_package(data_dir):
+        from sbd.data import god_npz
+
+        return god_npz.load(data_dir, subject, roi, split, zscore=zscore, average=average)
     _check_split(split)
     _check_roi(roi)
     subject = _check_subject(data_dir, subject)
@@ -651,6 +658,8 @@ def validate(data_dir: str | Path, min_train_fraction: float = 0.5) -> dict:
         report["problems"].append(
             f"no fMRI files in {layout.fmri_file(data_dir, 1).parent}: GOD's go in "
             f"<data_dir>/fMRI/GOD/SubjectN.h5; download them from figshare 7387130: {FIGSHARE}"
+            + (f". {data_dir} holds the Kamitani npz package (sbj_N.npz): use "
+               "dataset=god-npz" if layout.is_npz_package(data_dir) else "")
         )
     absent = [s for s in GOD_SUBJECTS if s not in present]
     if present and absent:

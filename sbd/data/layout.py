@@ -8,14 +8,23 @@
     <data_dir>/fMRI/imagenet/images/image_{training,test}_id.csv
     <data_dir>/imagenet/train/<wnid>/*.JPEG              labelled bank images (ILSVRC layout)
     <data_dir>/features/<backbone>/{training,test,bank}.h5   extracted features (sbd output)
+
+The field's "Kamitani npz" GOD package (``dataset=god-npz``, :mod:`sbd.data.god_npz`) is a
+folder of its own; sbd writes its stimulus images out into the layout above, in the same
+folder::
+
+    <data_dir>/sbj_1.npz … sbj_5.npz                    fMRI + ROI masks, one per subject
+    <data_dir>/images_256.npz                           train_images, test_images
+    <data_dir>/imagenet_{training,testing}_label.csv    GOD stimulus id of each image row
+    <data_dir>/imagenet_class_index.json                (not needed by sbd)
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-DATASETS = ("phantom", "god")
-DEFAULT_DATA_DIRS = {"phantom": "data/phantom", "god": "data"}
+DATASETS = ("phantom", "god", "god-npz")
+DEFAULT_DATA_DIRS = {"phantom": "data/phantom", "god": "data", "god-npz": "data/god-npz"}
 SPLITS = ("train", "test", "imagery")
 STIMULUS_SETS = ("training", "test")
 
@@ -59,3 +68,36 @@ def features_file(data_dir: str | Path, backbone: str, source: str) -> Path:
     if source not in ("training", "test", "bank"):
         raise ValueError(f"Unknown features source={source!r}; valid: training, test, bank.")
     return features_dir(data_dir, backbone) / f"{source}.h5"
+
+
+# --------------------------------------------------------------------------- Kamitani npz
+
+NPZ_IMAGES = "images_256.npz"
+NPZ_LABEL_CSVS = {"training": "imagenet_training_label.csv", "test": "imagenet_testing_label.csv"}
+NPZ_CLASS_INDEX = "imagenet_class_index.json"
+
+
+def npz_subject_file(data_dir: str | Path, subject: int) -> Path:
+    """``<data_dir>/sbj_<subject>.npz`` of the Kamitani npz package."""
+    return Path(data_dir) / f"sbj_{int(subject)}.npz"
+
+
+def npz_subjects(data_dir: str | Path) -> list[int]:
+    """The subjects N of the ``sbj_N.npz`` files in ``data_dir``, sorted."""
+    folder = Path(data_dir)
+    found = []
+    if folder.is_dir():
+        for p in folder.glob("sbj_*.npz"):
+            num = p.stem[len("sbj_"):]
+            if num.isdigit():
+                found.append(int(num))
+    return sorted(found)
+
+
+def is_npz_package(data_dir: str | Path) -> bool:
+    """Whether ``data_dir`` holds the Kamitani npz package (``sbj_N.npz``) and no GOD BData
+    (``fMRI/GOD/SubjectN.h5``, which wins when both are there)."""
+    if not npz_subjects(data_dir):
+        return False
+    bdata = fmri_file(data_dir, 1).parent
+    return not (bdata.is_dir() and any(bdata.glob("Subject*.h5")))

@@ -26,6 +26,7 @@ format (faster with oneDNN on the CPU and cuDNN on the GPU); fp16 autocast on cu
 from __future__ import annotations
 
 import contextlib
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -37,7 +38,7 @@ from torchvision import transforms as T
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
-DEFAULT_BACKBONE = {"phantom": "efficientnet-lite0", "god": "resnet50"}
+DEFAULT_BACKBONE = {"phantom": "efficientnet-lite0", "god": "resnet50", "god-npz": "resnet50"}
 
 
 @dataclass
@@ -341,6 +342,24 @@ def check_circular(dataset: str, backbone: str, allow: bool = False) -> str:
             "another backbone (efficientnet-lite0, efficientnet-lite1, resnet50), or pass "
             "allow_circular=true to run it anyway (the run is tagged and warned).")
     return why
+
+
+def backbone_spec(name: str) -> dict:
+    """What a bank of backbone ``name`` records, without its weights: ``dim`` (feature
+    width D), ``layer`` and ``preprocessing`` (the strings an extracted bank stores).
+
+    Builds the network once per process, randomly initialised (no weights are read or
+    downloaded)."""
+    if name not in BACKBONES:
+        raise ValueError(f"Unknown backbone={name!r}; valid: {', '.join(BACKBONES)}.")
+    return dict(_spec(name))
+
+
+@functools.lru_cache(maxsize=None)
+def _spec(name: str) -> tuple:
+    parts = BACKBONES[name](False)
+    return (("dim", int(parts["dim"])), ("layer", parts["layer"]),
+            ("preprocessing", parts["preprocessing"]))
 
 
 def resolve_backbone(dataset: str, backbone: str | None = None) -> str:
