@@ -75,10 +75,13 @@ def console_summary(run_id: str) -> str:
     if not table.empty:
         rows = []
         for r in table.to_dict("records"):
+            def vs_paper(key: str, digits: int = 3) -> str:
+                return (f"{f(r.get(f'test/{key}'), digits)} / "
+                        f"{f(r.get(f'baseline/paper/{key}'), digits)}")
+
             rows.append({
                 "subject": r["subject"], "roi": r["roi"],
-                "wup_top1 sbd/paper": f"{f(r.get('test/wup_top1'))} / "
-                                      f"{f(r.get('baseline/paper/wup_top1'))}",
+                "wup_top1 sbd/paper": vs_paper("wup_top1"),
                 "chance/constant": f"{f(r.get('test/wup_chance'))} / "
                                    f"{f(r.get('test/wup_constant'))}",
                 "wup_specific sbd [95% CI] / paper":
@@ -86,11 +89,9 @@ def console_summary(run_id: str) -> str:
                     f"{f(r.get('test/wup_specific_ci_high'))}] / "
                     f"{f(r.get('baseline/paper/wup_specific'))}",
                 "top5 in bank sbd/paper (chance)":
-                    f"{f(r.get('test/top5_acc_inbank'), 2)} / "
-                    f"{f(r.get('baseline/paper/top5_acc_inbank'), 2)} "
+                    f"{vs_paper('top5_acc_inbank', 2)} "
                     f"({f(r.get('test/top5_chance_inbank'), 3)})",
-                "ident2 sbd/paper": f"{f(r.get('test/ident2_acc'))} / "
-                                    f"{f(r.get('baseline/paper/ident2_acc'))}",
+                "ident2 sbd/paper": vs_paper("ident2_acc"),
             })
         lines += ["", pd.DataFrame(rows).to_string(index=False), "",
                   "wup_specific = wup_top1 minus the same answers scored against the other "
