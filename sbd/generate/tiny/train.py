@@ -249,7 +249,8 @@ def _train(data_dir: str | Path, out: Path, cfg: TinyConfig, resume: bool, progr
         denoiser, p_all = build_denoiser(cfg, n_classes, z_all, y_all)
     p_all = torch.zeros_like(y_all) if p_all is None else p_all
     st = _State(denoiser.train(), copy.deepcopy(denoiser).eval().requires_grad_(False),
-                torch.optim.AdamW(denoiser.parameters(), lr=cfg.lr, weight_decay=0.0),
+                torch.optim.AdamW(denoiser.parameters(), lr=cfg.lr, weight_decay=0.0,
+                                  fused=cfg.fused),
                 torch.Generator().manual_seed(cfg.seed))
     scheduler = build_scheduler(cfg)
     prep_s, prep_cpu = time.perf_counter() - t_start, time.process_time() - c_start
