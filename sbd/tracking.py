@@ -36,7 +36,11 @@ RIDGE_PARAMS_SOURCE_TAG = "sbd.ridge_params_source"
 DECODER_VERSION_TAG = "sbd.decoder_version"
 FIELD_CLASSIFIER_TAG = "sbd.field_classifier"
 FIELD_SKIPPED_TAG = "sbd.field_skipped"
+FIELD_BASELINE_SKIPPED_TAG = "sbd.field_baseline_skipped"
 CIRCULAR_TAG = "sbd.circular_backbone"
+DATA_ID_TAG = "sbd.data_id"
+DATA_DIR_TAG = "sbd.data_dir"
+DATA_MISMATCH_TAG = "sbd.data_mismatch"
 
 
 def chain_tags(dataset: str, subject: int | str | None = None, roi: str | None = None,
@@ -51,6 +55,12 @@ def chain_tags(dataset: str, subject: int | str | None = None, roi: str | None =
     if backbone is not None:
         tags[BACKBONE_TAG] = backbone
     return tags
+
+
+def data_tags(identity) -> dict[str, str]:
+    """``sbd.data_id`` / ``sbd.data_dir`` of a :class:`sbd.data.identity.DataIdentity`:
+    which data a step run read (the UI filters and compares runs by them)."""
+    return {DATA_ID_TAG: identity.data_id, DATA_DIR_TAG: identity.data_dir}
 
 
 def mark_circular(reason: str) -> None:

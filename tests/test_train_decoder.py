@@ -93,7 +93,12 @@ def test_shuffled_test_labels_give_the_same_tuned_decoder(trained, phantom_featu
     x = god.load(phantom_features, 1, "VC", "train").voxels[:5]
     out_a = mlflow.pyfunc.load_model(f"runs:/{trained}/decoder").predict(_table(x))
     out_b = mlflow.pyfunc.load_model(f"runs:/{other}/decoder").predict(_table(x))
-    pd.testing.assert_frame_equal(out_a, out_b)
+    # the same answers; each says which data it learnt from (the shuffled labels are
+    # other data: another data_id)
+    assert out_a["data_id"].iloc[0] != out_b["data_id"].iloc[0]
+    assert set(out_b["data_dir"]) == {str(copy.resolve())}
+    pd.testing.assert_frame_equal(out_a.drop(columns=["data_id", "data_dir"]),
+                                  out_b.drop(columns=["data_id", "data_dir"]))
 
 
 def test_registered_decoder_gives_one_answer_per_sample(trained, phantom_features, serve):

@@ -35,27 +35,81 @@ def model_name(kind: str, dataset: str, subject: int | str | None = None,
     raise ValueError(f"Unknown kind={kind!r}; valid: {', '.join(KINDS)}.")
 
 
-def decoder_champion_uri(dataset: str, subject: int | str, roi: str) -> str:
-    """``models:/sbd-<dataset>-s<subject>-<roi>-decoder@champion``: the decoder the generate and
-    evaluate steps use when none is given."""
-    return f"models:/{model_name('decoder', dataset, subject, roi)}@{CHAMPION}"
+def champion_alias(data_id: str | None = None) -> str:
+    """``champion-<data_id>``: the best version trained on that data; ``champion`` without."""
+    return f"{CHAMPION}-{data_id}" if data_id else CHAMPION
+
+
+def decoder_champion_uri(dataset: str, subject: int | str, roi: str,
+                         data_id: str | None = None) -> str:
+    """``models:/sbd-<dataset>-s<subject>-<roi>-decoder@champion-<data_id>``: the decoder the
+    generate and evaluate steps use when none is given, the best one trained on the data of
+    ``data_id`` (:mod:`sbd.data.identity`); ``@champion`` when ``data_id`` is None."""
+    return f"models:/{model_name('decoder', dataset, subject, roi)}@{champion_alias(data_id)}"
 
 
 METRIC_TAG = "val_metric"
+DATA_ID_TAG = "data_id"
 
 
-def _champion_score(client: MlflowClient, name: str, metric: str | None = None
-                    ) -> float | None:
-    """The champion's validation score; None when there is no champion, or when its score
-    is of another validation metric than ``metric`` (then the two are not comparable)."""
+def decoder_for_data(dataset: str, subject: int | str, roi: str, data_id: str) -> str:
+    """The decoder URI the generate and evaluate steps use when none is given: the champion
+    trained on the data of ``data_id`` (``@champion-<data_id>``). Without one, ``@champion``
+    when its version does not record its data (registered by ``build_decoder``, or by an
+    earlier sbd; a warning says so); a LookupError when that champion was trained on other
+    data, naming both. When the model does not exist at all the ``@champion-<data_id>`` URI
+    is returned, and loading it says to run ``train_decoder``."""
+    import logging
+
+    own = decoder_champion_uri(dataset, subject, roi, data_id)
+    name = model_name("decoder", dataset, subject, roi)
+    client = MlflowClient()
+    if _champion(client, name, champion_alias(data_id)) is not None:
+        return own
+    mv = _champion(client, name, CHAMPION)
+    if mv is None:
+        return own
+    held_on = mv.tags.get(DATA_ID_TAG)
+    if held_on and held_on != data_id:
+        raise LookupError(
+            f"No decoder {name!r} was trained on this data (data_id {data_id}); its champion "
+            f"(version {mv.version}) was trained on data_id {held_on} "
+            f"({mv.tags.get('data_dir', '?')}). Run train_decoder on this data folder, or pass "
+            "decoder= explicitly.")
+    logging.getLogger(__name__).warning(
+        "%s@%s (version %s) does not record the data it was trained on; using it for "
+        "data_id %s.", name, CHAMPION, mv.version, data_id)
+    return f"models:/{name}@{CHAMPION}"
+
+
+def _champion(client: MlflowClient, name: str, alias: str) -> ModelVersion | None:
     try:
-        mv = client.get_model_version_by_alias(name, CHAMPION)
+        return client.get_model_version_by_alias(name, alias)
     except MlflowException:
         return None
+
+
+def _beats(mv: ModelVersion | None, score: float, metric: str | None, data_id: str | None,
+           higher_is_better: bool) -> bool:
+    """Whether a version of ``score`` (of validation ``metric``, trained on ``data_id``)
+    takes an alias held by ``mv``: when there is none, when ``mv`` is scored on another
+    metric (not comparable: replaced), or when the score is better. A holder trained on
+    other data keeps the alias (scores on other data are not comparable, and replacing it
+    would change what a user serving it gets); one with no data tag (an sbd that did not
+    record data) is replaced like a holder of another metric."""
+    if mv is None:
+        return True
+    held_on = mv.tags.get(DATA_ID_TAG)
+    if held_on and held_on != data_id:
+        return False
     if metric is not None and mv.tags.get(METRIC_TAG) != metric:
-        return None
+        return True
+    if data_id and not held_on:
+        return True
     value = mv.tags.get(SCORE_TAG)
-    return float(value) if value not in (None, "") else None
+    if value in (None, ""):
+        return True
+    return score > float(value) if higher_is_better else score < float(value)
 
 
 def register_model_version(model_uri: str, name: str, score: float,
@@ -63,11 +117,16 @@ def register_model_version(model_uri: str, name: str, score: float,
                            higher_is_better: bool = True) -> tuple[ModelVersion, bool]:
     """Register ``model_uri`` as a new version of ``name``.
 
-    The version gets ``tags`` and ``val_score=score``; alias ``candidate`` points to it;
-    alias ``champion`` moves to it when there is no champion yet or ``score`` beats the
-    champion's.  When ``tags`` name the validation metric (``val_metric``), a champion
-    scored on another metric is not comparable and is replaced.
-    Returns ``(version, became_champion)``.
+    The version gets ``tags`` and ``val_score=score``; alias ``candidate`` points to it.
+    When ``tags`` hold a ``data_id`` (:mod:`sbd.data.identity`), alias
+    ``champion-<data_id>`` moves to it when there is none yet or ``score`` beats that
+    champion's: scores are compared only among versions trained on the same data. Alias
+    ``champion`` follows the same rule, except that a ``champion`` trained on other data
+    keeps it (see :func:`_beats`): it stays the champion of the data it was first given
+    to. When ``tags`` name the validation metric (``val_metric``), a champion scored on
+    another metric is not comparable and is replaced.
+    Returns ``(version, became_champion)``: champion of its data (of ``name`` without a
+    ``data_id``).
     """
     if score is None or not math.isfinite(float(score)):
         raise ValueError(f"Validation score of {name!r} must be a finite number, got {score!r}.")
@@ -78,11 +137,14 @@ def register_model_version(model_uri: str, name: str, score: float,
     for k, v in all_tags.items():
         client.set_model_version_tag(name, mv.version, k, v)
     client.set_registered_model_alias(name, CANDIDATE, mv.version)
-    current = _champion_score(client, name, all_tags.get(METRIC_TAG))
-    better = current is None or (score > current if higher_is_better else score < current)
-    if better:
-        client.set_registered_model_alias(name, CHAMPION, mv.version)
-    return client.get_model_version(name, mv.version), better
+    metric, data_id = all_tags.get(METRIC_TAG), all_tags.get(DATA_ID_TAG)
+    became = False
+    for alias in dict.fromkeys([champion_alias(data_id), CHAMPION]):
+        if _beats(_champion(client, name, alias), float(score), metric, data_id,
+                  higher_is_better):
+            client.set_registered_model_alias(name, alias, mv.version)
+            became = became or alias == champion_alias(data_id)
+    return client.get_model_version(name, mv.version), became
 
 
 STUDY_TAG = "optuna_study"
@@ -121,7 +183,8 @@ _MODEL_URI = re.compile(r"models:/([^/@]+)(?:@([^/@]+)|/(\d+))")
 
 def resolve_model_version(uri: str, step: str = "") -> tuple[str, dict[str, str]]:
     """``models:/<name>/<version>`` or ``models:/<name>@<alias>`` → the exact version URI
-    (``models:/<name>/<version>``) and the version's tags (plus ``name`` and ``version``).
+    (``models:/<name>/<version>``) and the version's tags (plus ``name``, ``version`` and
+    ``model_id``, its LoggedModel's id, "" for a version registered from a run path).
 
     Raises ValueError for another kind of URI, LookupError (naming ``step``, the step that
     registers it) for a version or alias that does not exist.
@@ -140,7 +203,18 @@ def resolve_model_version(uri: str, step: str = "") -> tuple[str, dict[str, str]
         what = f"alias {alias!r} of {name!r}" if alias else f"version {version} of {name!r}"
         raise LookupError(f"No registered model version {uri!r} ({what}){hint}.") from e
     return (f"models:/{mv.name}/{mv.version}",
-            {**dict(mv.tags), "name": mv.name, "version": str(mv.version)})
+            {**dict(mv.tags), "name": mv.name, "version": str(mv.version),
+             "model_id": logged_model_id(mv)})
+
+
+def logged_model_id(mv: ModelVersion) -> str:
+    """The id of the LoggedModel a version was registered from ("" for one registered from
+    a run path): ``mv.model_id``, which the SQL store leaves empty, else its source's
+    ``models:/<model id>``."""
+    if getattr(mv, "model_id", None):
+        return str(mv.model_id)
+    m = re.fullmatch(r"models:/(m-[0-9a-f]+)", str(mv.source or ""))
+    return m.group(1) if m else ""
 
 
 def copy_package(dest: Path, module: str) -> Path:

@@ -6,7 +6,10 @@ versions (a ridge and a kNN model), which travel inside it as artifacts (``ridge
 
 Input: a table with columns ``v0..v{n-1}`` (or, through the unwrapped python model, a 2-D
 array); output: one row per sample with ``wnid_1..K``, ``name_1..K``, ``score_1..K``
-(rank 1 = best).  ``unwrap_python_model().predict_features(X)`` gives the ridge's
+(rank 1 = best), and, for a decoder logged with the data it was trained on
+(``log_decoder_model(data=...)``, as ``train_decoder`` does), ``data_id`` and ``data_dir``
+(:mod:`sbd.data.identity`): every answer says which data the model learnt from.
+``unwrap_python_model().predict_features(X)`` gives the ridge's
 predicted features (n, D).  Bad input (wrong voxel count or column names, non-numeric, NaN,
 empty) raises :class:`sbd.registry.signatures.InvalidModelInput`: HTTP 400 when served.
 
@@ -24,19 +27,28 @@ from typing import Any
 import mlflow
 import numpy as np
 import pandas as pd
+from mlflow import MlflowClient
+from mlflow.entities.model_registry import ModelVersion
+from mlflow.types import ColSpec, Schema
 
 from sbd.decoding.decoder import ranked_frame
 from sbd.registry.common import copy_package, model_code, model_name, register_model_version
 from sbd.registry.knn_model import output_schema, pip_requirements
 from sbd.registry.signatures import checked_signature, input_schema, voxel_schema
 
-__all__ = ["DecoderModel", "log_decoder_model", "register_decoder_model", "model_dims"]
+# columns a decoder logged with its data answers beside the ranked labels
+DATA_COLUMNS = ("data_id", "data_dir")
+
+__all__ = ["DecoderModel", "log_decoder_model", "register_decoder_model", "model_dims",
+           "describe_version", "add_test_figures", "DATA_COLUMNS"]
 
 
 class DecoderModel(mlflow.pyfunc.PythonModel):
     """Pyfunc of ridge → kNN (see the module doc)."""
 
     def load_context(self, context) -> None:
+        config = dict(getattr(context, "model_config", None) or {})
+        self.trained_on = {k: str(config[k]) for k in DATA_COLUMNS if k in config}
         self.ridge = mlflow.pyfunc.load_model(context.artifacts["ridge"]).unwrap_python_model()
         self.knn = mlflow.pyfunc.load_model(context.artifacts["knn"]).unwrap_python_model()
         if self.ridge.dim != self.knn.dim:
@@ -58,6 +70,8 @@ class DecoderModel(mlflow.pyfunc.PythonModel):
     def predict(self, context, model_input, params=None) -> pd.DataFrame:
         wnids, scores = self.predict_ranked(model_input)
         out = ranked_frame(wnids, scores, self.knn.names)
+        for k, v in getattr(self, "trained_on", {}).items():
+            out[k] = v
         if isinstance(model_input, pd.DataFrame):
             out.index = model_input.index
         return out
@@ -71,8 +85,12 @@ def model_dims(model_uri: str) -> tuple[int, int]:
 
 
 def log_decoder_model(ridge_uri: str, knn_uri: str, name: str = "decoder",
-                      input_example: Any = None) -> Any:
+                      input_example: Any = None, data: dict[str, str] | None = None) -> Any:
     """Log the composite of two logged/registered models in the active run; returns ModelInfo.
+
+    ``data``: the :meth:`~sbd.data.identity.DataIdentity.tags` of the data it was trained
+    on; the model answers its ``data_id`` and ``data_dir`` with every row, and the logged
+    model carries them as tags.
 
     Raises ValueError when the ridge's output dim differs from the kNN's input dim.
     """
@@ -85,16 +103,20 @@ def log_decoder_model(ridge_uri: str, knn_uri: str, name: str = "decoder",
     if input_example is None:
         input_example = pd.DataFrame(np.zeros((2, n_voxels)),
                                      columns=[f"v{i}" for i in range(n_voxels)])
-    signature, schema_meta = checked_signature(voxel_schema(n_voxels), output_schema(top_k))
+    data = {k: str(v) for k, v in (data or {}).items()}
+    outputs = output_schema(top_k)
+    if data:
+        outputs = Schema(outputs.inputs + [ColSpec("string", k) for k in DATA_COLUMNS])
+    signature, schema_meta = checked_signature(voxel_schema(n_voxels), outputs)
     with tempfile.TemporaryDirectory() as tmp:
         code = copy_package(Path(tmp) / "code", __name__)
         return mlflow.pyfunc.log_model(
             name=name, python_model=model_code(tmp, "sbd.registry.decoder_model", "DecoderModel"),
             artifacts={"ridge": ridge_uri, "knn": knn_uri}, code_paths=[str(code)],
             signature=signature, input_example=input_example,
-            pip_requirements=pip_requirements(),
+            pip_requirements=pip_requirements(), model_config=data or None, tags=data or None,
             metadata={"n_voxels": n_voxels, "dim": dim, "top_k": top_k,
-                      "ridge_uri": ridge_uri, "knn_uri": knn_uri, **schema_meta})
+                      "ridge_uri": ridge_uri, "knn_uri": knn_uri, **schema_meta, **data})
 
 
 def register_decoder_model(model_uri: str, dataset: str, subject: int, roi: str, backbone: str,
@@ -106,3 +128,38 @@ def register_decoder_model(model_uri: str, dataset: str, subject: int, roi: str,
             "ridge_uri": ridge_uri, "knn_uri": knn_uri, **(extra_tags or {})}
     return register_model_version(model_uri, model_name("decoder", dataset, subject, roi),
                                   score, tags=tags, higher_is_better=True)
+
+
+def _figures(scores: dict[str, float], paper: dict[str, float]) -> str:
+    return "; ".join(f"{k} {v:.3f} (paper {paper[k]:.3f})" if k in paper else f"{k} {v:.3f}"
+                     for k, v in scores.items())
+
+
+def describe_version(version: ModelVersion, identity: Any, objective: str,
+                     scores: dict[str, float], paper: dict[str, float], run_id: str) -> str:
+    """Write the registered version's description: what the decoder is, the data it was
+    trained on (``identity``: a :class:`sbd.data.identity.DataIdentity`), its validation
+    figures beside the paper's pipeline on the same queries, and the run that made it.
+    The ``evaluate`` step adds the test figures (:func:`add_test_figures`)."""
+    tags = version.tags
+    text = (f"sbd decoder of subject {tags.get('subject')}, ROI {tags.get('roi')}: "
+            f"voxels → ridge → {tags.get('backbone')} features → kNN over the labelled bank → "
+            f"ranked WordNet labels.\n\nTrained on: {identity.describe()}.\n\n"
+            f"Validation (held-out training categories, objective {objective}): "
+            f"{_figures(scores, paper)}.\n\nMade by run {run_id}.")
+    MlflowClient().update_model_version(version.name, version.version, description=text)
+    return text
+
+
+TEST_HEADER = "Test (averaged test images"
+
+
+def add_test_figures(name: str, version: str | int, run_id: str, data: str,
+                     scores: dict[str, float], paper: dict[str, float]) -> str:
+    """Add (or replace) the test figures of an ``evaluate`` run to a version's description."""
+    client = MlflowClient()
+    kept = (client.get_model_version(name, str(version)).description or "").split(
+        f"\n\n{TEST_HEADER}")[0]
+    text = (f"{kept}\n\n{TEST_HEADER}, {data}; run {run_id}): {_figures(scores, paper)}.")
+    client.update_model_version(name, str(version), description=text)
+    return text

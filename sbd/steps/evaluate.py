@@ -43,13 +43,15 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
+import mlflow.data
 import numpy as np
 import pandas as pd
 
 from sbd.data.layout import features_file, resolve_data_dir
 from sbd.metrics.decoding import DecodingEvaluation, evaluate_decoding, mean_ci
 from sbd.metrics.generation import evaluate_generation, load_generation
-from sbd.registry.common import decoder_champion_uri, resolve_model_version
+from sbd.data.identity import data_identity
+from sbd.registry.common import decoder_for_data, resolve_model_version
 from sbd import tracking
 from sbd.tracking import step_run
 
@@ -236,11 +238,19 @@ def _field_metrics(root: Path, backbone: str, test, have: np.ndarray,
                     "rank-1 generated image (2 needed)", len(keep))
         return {}
     n_slots = min(len(gen[i]) for i in keep) if gen_table is not None else 1
+    methods = {"sbd": [gen[i] for i in keep]} if gen_table is not None else {}
     with FeatureBank(features_file(root, backbone, "bank")) as bank:
-        nearest = field.nearest_bank_images(pred[keep], bank, k=n_slots)
-    methods = {"nearest bank image": nearest}
-    if gen_table is not None:
-        methods = {"sbd": [gen[i] for i in keep], **methods}
+        imported = bank.attrs.get("imported_from")
+        if not imported:
+            methods["nearest bank image"] = field.nearest_bank_images(pred[keep], bank,
+                                                                      k=n_slots)
+    if imported:
+        log.warning("field baseline 'nearest bank image' skipped: the bank was imported from "
+                    "precomputed features (%s) and has no images to show", imported)
+        mlflow.set_tag(tracking.FIELD_BASELINE_SKIPPED_TAG,
+                       "nearest bank image: the bank was imported (features only, no images)")
+    if not methods:
+        return {}
     result = field.evaluate_field([stimuli[i] for i in keep], [test.wnids[i] for i in keep],
                                   methods, seed=seed)
     mlflow.set_tags({tracking.FIELD_CLASSIFIER_TAG: result.classifier or "none",
@@ -256,7 +266,9 @@ def _field_metrics(root: Path, backbone: str, test, have: np.ndarray,
     out = {"test/gen/n_field_samples": float(len(keep))}
     if "sbd" in result.rows:
         out.update(field.metric_dict(result.rows["sbd"], "test/gen/"))
-    out.update(field.metric_dict(result.rows["nearest bank image"], "baseline/nearest_bank/gen/"))
+    if "nearest bank image" in result.rows:
+        out.update(field.metric_dict(result.rows["nearest bank image"],
+                                     "baseline/nearest_bank/gen/"))
     return out
 
 
@@ -273,6 +285,42 @@ def _imagery_features(test_ids: list[str], test_wnids: list[str], test_feats: np
                     missing[:3])
         return None
     return np.stack([test_feats[by[w]].mean(axis=0) for w in wnids]).astype(np.float32)
+
+
+def _check_trained_on(info: dict[str, str], identity) -> None:
+    """Warn about, and tag (``sbd.data_mismatch``), a decoder trained on other data than the
+    data it is evaluated on (its version's ``data_id`` tag; none on older versions)."""
+    trained = info.get("data_id")
+    if trained and trained != identity.data_id:
+        msg = (f"decoder {info.get('name')} v{info.get('version')} was trained on data_id "
+               f"{trained} ({info.get('data_dir', '?')}), evaluated on {identity.describe()}")
+        log.warning("%s", msg)
+        mlflow.set_tag(tracking.DATA_MISMATCH_TAG, msg)
+
+
+def _log_on_model(metrics: dict[str, float], info: dict[str, str], identity, test,
+                  subject: int, roi: str, run_id: str) -> None:
+    """Log ``metrics`` on the run, linked (MLflow 3's model-centric view) to the evaluated
+    decoder's LoggedModel (``model_id``) and to the test data as an ``mlflow.data`` dataset
+    named after the data folder's identity, subject, ROI and split (its digest is of the
+    test voxels), so that ``mlflow.search_logged_models`` and the UI's model pages compare
+    decoders by test score and say which data each figure was measured on; then add the
+    headline figures to the registered version's description."""
+    finite = {k: float(v) for k, v in metrics.items() if np.isfinite(v)}
+    model_id = info.get("model_id") or None
+    name = f"{identity.dataset}-{identity.data_id}-s{int(subject)}-{roi}-test"
+    dataset = mlflow.data.from_numpy(np.asarray(test.voxels, np.float32),
+                                     source=identity.data_dir, name=name)
+    mlflow.log_input(dataset, context="test")
+    mlflow.log_metrics(finite, model_id=model_id, dataset=dataset)
+    if model_id and "version" in info:
+        from sbd.registry.decoder_model import add_test_figures
+
+        keys = ("wup_top1", "wup_specific", "top5_acc_inbank", "ident2_acc")
+        add_test_figures(info["name"], info["version"], run_id, identity.describe(),
+                         {k: finite[f"test/{k}"] for k in keys if f"test/{k}" in finite},
+                         {k: finite[f"baseline/paper/{k}"] for k in keys
+                          if f"baseline/paper/{k}" in finite})
 
 
 def run(decoder: str = "", dataset: str = "phantom", data_dir: str = "", subject: int = 1,
@@ -295,16 +343,20 @@ def run(decoder: str = "", dataset: str = "phantom", data_dir: str = "", subject
     if int(n_chance) < 1:
         raise ValueError(f"n_chance must be >= 1, got {n_chance}.")
     root = resolve_data_dir(dataset, data_dir)
-    uri = decoder or decoder_champion_uri(dataset, subject, roi)
+    identity = data_identity(dataset, root)
+    uri = decoder or decoder_for_data(dataset, subject, roi, identity.data_id)
     params = dict(decoder=decoder, dataset=dataset, data_dir=data_dir, subject=int(subject),
                   roi=roi, generate_run=generate_run, n_chance=int(n_chance), seed=int(seed))
-    tags = {tracking.model_tag("decoder"): uri, **tracking.chain_tags(dataset, subject, roi)}
+    tags = {tracking.model_tag("decoder"): uri, **tracking.chain_tags(dataset, subject, roi),
+            **tracking.data_tags(identity)}
     if generate_run:
         tags[tracking.GENERATE_RUN_TAG] = generate_run
     with step_run("evaluate", params, tags=tags) as active, \
             tempfile.TemporaryDirectory(prefix="sbd-evaluate-") as tmpdir:
         tmp = Path(tmpdir)
-        info = resolve_model_version(uri)[1] if uri.startswith("models:/") else {}
+        info = (resolve_model_version(uri, "train_decoder")[1] if uri.startswith("models:/")
+                else {})
+        _check_trained_on(info, identity)
         backbone = info.get("backbone") or resolve_backbone(dataset, "")
         mlflow.set_tags({tracking.BACKBONE_TAG: backbone,
                          **({tracking.DECODER_VERSION_TAG: info["version"]} if "version" in info else {})})
@@ -353,7 +405,7 @@ def run(decoder: str = "", dataset: str = "phantom", data_dir: str = "", subject
             metrics.update(ev_im.metrics)
             splits["imagery"] = ev_im
 
-        mlflow.log_metrics({k: float(v) for k, v in metrics.items() if np.isfinite(v)})
+        _log_on_model(metrics, info, identity, test, subject, roi, active.info.run_id)
         _log_against_paper(metrics)
         for split, e in splits.items():
             categories = category_table(e.samples)

@@ -39,7 +39,8 @@ from tqdm.auto import tqdm
 
 from sbd.data.images import SkippedImages, try_read_image
 from sbd.data.layout import resolve_data_dir
-from sbd.registry.common import decoder_champion_uri
+from sbd.data.identity import data_identity
+from sbd.registry.common import decoder_for_data
 from sbd import tracking
 from sbd.tracking import step_run
 
@@ -109,13 +110,15 @@ def run(decoder: str = "", dataset: str = "phantom", data_dir: str = "", subject
     if int(top_k) < 1 or int(n_per_label) < 1:
         raise ValueError(f"top_k and n_per_label must be >= 1, got {top_k}, {n_per_label}.")
     data_root = resolve_data_dir(dataset, data_dir)
-    decoder_uri = decoder or decoder_champion_uri(dataset, subject, roi)
+    identity = data_identity(dataset, data_root)
+    decoder_uri = decoder or decoder_for_data(dataset, subject, roi, identity.data_id)
     params = dict(decoder=decoder, dataset=dataset, data_dir=data_dir, subject=int(subject),
                   roi=roi, generator=generator, model_id=model_id, steps=int(steps),
                   guidance=float(guidance), top_k=int(top_k), n_per_label=int(n_per_label),
                   seed=int(seed), device=device, tiny_preset=tiny_preset, limit=int(limit))
     tags = {tracking.model_tag("decoder"): decoder_uri,
-            **tracking.chain_tags(dataset, subject, roi), tracking.GENERATOR_TAG: generator}
+            **tracking.chain_tags(dataset, subject, roi), tracking.GENERATOR_TAG: generator,
+            **tracking.data_tags(identity)}
     with step_run("generate", params, tags=tags) as active:
         test = god.load(data_root, int(subject), roi, "test")
         n = len(test.image_ids) if not limit else min(int(limit), len(test.image_ids))

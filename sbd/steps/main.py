@@ -23,7 +23,8 @@ import pandas as pd
 from sbd import executors, tracking
 from sbd.data.layout import STIMULUS_SETS, features_file, image_list_csv, resolve_data_dir
 from sbd.params import as_bool
-from sbd.registry.common import decoder_champion_uri
+from sbd.data.identity import data_identity
+from sbd.registry.common import decoder_for_data
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +99,11 @@ def console_summary(run_id: str) -> str:
                   "samples (0: the answers say nothing about their own sample); top5 in bank: "
                   "exact top-5 over the samples whose category the bank holds; chance/constant: "
                   "uniform labels / the best single label for every sample."]
+    data_id = run.data.tags.get(tracking.DATA_ID_TAG)
+    if data_id:
+        lines += ["", f"Data: {run.data.params.get('dataset')} in "
+                      f"{run.data.tags.get(tracking.DATA_DIR_TAG)} (data_id {data_id}); its "
+                      f"decoders: models:/sbd-<dataset>-s<subject>-<roi>-decoder@champion-{data_id}"]
     uri = mlflow.get_tracking_uri()
     exp = run.info.experiment_id
     ui = (f"mlflow ui --backend-store-uri {uri}" if not uri.startswith("http") else uri)
@@ -156,6 +162,7 @@ def run(dataset: str = "phantom", data_dir: str = "", preset: str = "default",
         data_run = _step(reused, force, "prepare_data", prepare_data.run,
                          still_valid=_data_unchanged(dataset, root), dataset=dataset,
                          data_dir=root, preset=preset, snr=snr, seed=seed)
+        mlflow.set_tags(tracking.data_tags(data_identity(dataset, root)))
         feat_run = _step(reused, force, "extract_features", extract_features.run, [data_run],
                          still_valid=_features_exist(root, backbone), dataset=dataset,
                          data_dir=root, backbone=backbone, source="all",
@@ -223,8 +230,8 @@ def run_chain(subject: int, roi: str, dataset: str, root: str, backbone: str, n_
                     dataset=dataset, data_dir=root, subject=subject, roi=roi, backbone=backbone,
                     n_trials=n_trials, seed=seed, allow_circular=allow_circular)
     # the exact version this chain built (champion moves only when better)
-    decoder = client.get_run(dec_run).data.tags.get(
-        tracking.model_tag("decoder"), decoder_champion_uri(dataset, subject, roi))
+    decoder = (client.get_run(dec_run).data.tags.get(tracking.model_tag("decoder"))
+               or decoder_for_data(dataset, subject, roi, data_identity(dataset, root).data_id))
     gen_run = _step(reused, force, "generate", generate.run, [dec_run], decoder=decoder,
                     dataset=dataset, data_dir=root, subject=subject, roi=roi,
                     generator=generator, seed=seed, **gen_opts)

@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from sbd import tracking
+from sbd.data.identity import data_identity
 from sbd.data.layout import features_file, resolve_data_dir
 from sbd.decoding import decoder_tuning as dt
 from sbd.decoding.knn import BACKENDS
@@ -60,7 +61,8 @@ def run(dataset: str = "phantom", data_dir: str = "", subject: int = 1, roi: str
     from sbd.registry import ridge_model
     from sbd.decoding import tuning
     from sbd.registry.common import STUDY_TAG, model_name, study_version
-    from sbd.registry.decoder_model import log_decoder_model, register_decoder_model
+    from sbd.registry.decoder_model import (describe_version, log_decoder_model,
+                                            register_decoder_model)
     from sbd.registry.knn_model import log_knn_model
 
     if objective not in dt.OBJECTIVES:
@@ -81,7 +83,8 @@ def run(dataset: str = "phantom", data_dir: str = "", subject: int = 1, roi: str
                   seed=int(seed), n_splits=int(n_splits), backend=backend,
                   max_bank_mb=float(max_bank_mb), min_train_fraction=float(min_train_fraction),
                   absent_fraction=float(absent_fraction), allow_circular=as_bool(allow_circular))
-    tags = tracking.chain_tags(dataset, subject, roi, backbone)
+    identity = data_identity(dataset, root)
+    tags = {**tracking.chain_tags(dataset, subject, roi, backbone), **tracking.data_tags(identity)}
     bank_path = bank_file(root, backbone)
     with tracking.step_run("train_decoder", params, tags=tags) as active, \
             FeatureBank(bank_path) as bank:
@@ -126,9 +129,12 @@ def run(dataset: str = "phantom", data_dir: str = "", subject: int = 1, roi: str
         ridge_info = ridge_model.log_ridge_model(ridge, name="ridge", input_example=X[:2],
                                                  metadata=meta)
         knn_info = log_knn_model(labeller, bank_path, name="knn", max_bank_mb=max_bank_mb)
+        for part in (ridge_info, knn_info):
+            mlflow.set_logged_model_tags(part.model_id, identity.tags())
         info = log_decoder_model(ridge_info.model_uri, knn_info.model_uri, name="decoder",
                                  input_example=pd.DataFrame(
-                                     X[:1], columns=[f"v{i}" for i in range(X.shape[1])]))
+                                     X[:1], columns=[f"v{i}" for i in range(X.shape[1])]),
+                                 data=identity.tags())
         # workers of one shared study register its choice once: a later worker that chose
         # the same configuration, or one that validated no better, points to that version
         choice = hashlib.sha256(json.dumps(result.best_params, sort_keys=True,
@@ -149,8 +155,9 @@ def run(dataset: str = "phantom", data_dir: str = "", subject: int = 1, roi: str
                                 "run_id": active.info.run_id,
                                 **{f"val_{k}": round(v, 6) for k, v in best.items()},
                                 **{f"paper_val_{k}": round(v, 6) for k, v in paper.items()},
-                                **result.best_params, **study_tags})
+                                **result.best_params, **study_tags, **identity.tags()})
                 uri = f"models:/{version.name}/{version.version}"
+                describe_version(version, identity, objective, best, paper, active.info.run_id)
         mlflow.set_tags(tracking.model_tags("decoder", uri, champion))
         log.info("train_decoder: registered %s (champion: %s)", uri, champion)
         return active.info.run_id
