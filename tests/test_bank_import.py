@@ -6,8 +6,10 @@ backbone's, labels that do not fit and the stimulus check are handled."""
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 
 import h5py
+import mlflow
 import numpy as np
 import pytest
 import torch
@@ -200,3 +202,66 @@ def test_cli(arrays, reference, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "80 rows, 8 classes, 2048-d resnet50" in out and "not checkable" in out
     _same_search(tmp_path / "bank.h5", reference, queries)
+
+
+def test_main_decodes_with_the_papers_bank_format_and_resnet50(phantom_dir, tmp_path,
+                                                              monkeypatch, store_of_its_own):
+    """The paper's setting without an ImageNet extraction: ResNet-50 (random weights put
+    where torchvision's loader finds them: no download) and its bank imported from the
+    paper's .pt pair. ``main`` keeps the imported bank (no bank extraction), decodes with
+    it, and says why the nearest-bank-image baseline is skipped."""
+    import hashlib
+    import shutil
+
+    import torch
+    from torchvision.models import ResNet50_Weights, resnet50
+
+    from sbd.data.layout import features_file
+    from sbd.features.extract import extract_dataset
+    from sbd.steps import main
+    from sbd import tracking
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    ckpt = tmp_path / "torch" / "hub" / "checkpoints" / Path(ResNet50_Weights.IMAGENET1K_V1.url).name
+    ckpt.parent.mkdir(parents=True)
+    torch.manual_seed(0)
+    torch.save(resnet50().state_dict(), ckpt)
+    data = tmp_path / "data"
+    shutil.copytree(phantom_dir, data, ignore=shutil.ignore_patterns("features", ".locks"))
+    # the paper's files, made from an extracted bank: features .pt, class indices .pt and
+    # class_to_wordnet.json (a Python-literal dict)
+    # (random weights map every image near every other: no near-duplicate exclusion here)
+    extract_dataset(data, backbone="resnet50", source="bank", num_workers=0, progress=False,
+                    exclude_threshold=1.01)
+    bank_path = features_file(data, "resnet50", "bank")
+    with FeatureBank(bank_path) as b:
+        feats, wnids = b.load().astype(np.float32), b.wnids.astype(str)
+    assert len(wnids) > 50
+    classes = sorted(set(map(str, wnids)))
+    torch.save(torch.from_numpy(feats), tmp_path / "feature_imagenet_500_resnet50.pt")
+    torch.save(torch.tensor([classes.index(w) for w in wnids]),
+               tmp_path / "labels_imagenet_500_resnet50.pt")
+    (tmp_path / "class_to_wordnet.json").write_text(repr(
+        {i: {"id": w[1:] + "-n", "label": w} for i, w in enumerate(classes)}))
+    bank_path.unlink()
+    bank_import.import_bank(tmp_path / "feature_imagenet_500_resnet50.pt",
+                            tmp_path / "labels_imagenet_500_resnet50.pt", "resnet50", bank_path,
+                            mapping=tmp_path / "class_to_wordnet.json")
+    with FeatureBank(bank_path) as b:  # the same rows as extracted: searched the same
+        np.testing.assert_array_equal(b.load().astype(np.float32), feats)
+        np.testing.assert_array_equal(b.wnids.astype(str), wnids)
+    before = hashlib.sha256(bank_path.read_bytes()).hexdigest()
+    with store_of_its_own(tmp_path / "store", "imported-bank"):
+        parent = main.run(dataset="phantom", data_dir=str(data), preset="small",
+                          backbone="resnet50", subjects="1", rois="VC", n_trials=2, seed=0)
+        children = {r.data.tags["sbd.entry_point"]: r for r in mlflow.search_runs(
+            filter_string=f"tags.`mlflow.parentRunId` = '{parent}'", output_format="list",
+            search_all_experiments=True)}
+    assert hashlib.sha256(bank_path.read_bytes()).hexdigest() == before  # kept, not re-extracted
+    assert "feature_imagenet_500_resnet50.pt" in \
+        children["extract_features"].data.tags["sbd.features.bank_imported"]
+    ev = children["evaluate"]
+    assert ev.data.tags["sbd.backbone"] == "resnet50"
+    assert "imported" in ev.data.tags[tracking.FIELD_BASELINE_SKIPPED_TAG]
+    assert 0.0 < ev.data.metrics["test/wup_top1"] <= 1.0
+    assert not any(k.startswith("baseline/nearest_bank/") for k in ev.data.metrics)

@@ -27,6 +27,20 @@ from sbd.features.backbones import check_circular, resolve_backbone
 from sbd.features.extract import DEFAULT_EXCLUDE_THRESHOLD, SOURCES, ExtractResult, run_extraction
 
 log = logging.getLogger(__name__)
+BANK_IMPORTED_TAG = "sbd.features.bank_imported"
+
+
+def imported_bank(root: Path, backbone: str) -> str:
+    """What the bank of ``backbone`` in ``root`` was imported from (its ``imported_from``
+    attribute), or "" when it was extracted here or does not exist yet."""
+    from sbd.features.bank import FeatureBank
+    from sbd.data.layout import features_file
+
+    path = features_file(root, backbone, "bank")
+    if not path.is_file():
+        return ""
+    with FeatureBank(path) as bank:
+        return str(bank.attrs.get("imported_from") or "")
 
 
 def _write_csv(path: Path, header: list[str], rows: list) -> None:
@@ -92,10 +106,18 @@ def run(dataset: str = "phantom", data_dir: str = "", backbone: str = "", source
         # finds the files up to date
         lock = (folder_lock(root, f"features-{backbone}") if shard in ("0/1", "")
                 else nullcontext())
+        imported = imported_bank(root, backbone)
+        if imported and source in ("all", "bank"):
+            # a bank imported from precomputed features (sbd.features.bank_import) is kept:
+            # there may be no ILSVRC tree to extract it from
+            log.info("extract_features: keeping the bank imported from %s", imported)
+            mlflow.set_tag(BANK_IMPORTED_TAG, imported)
+            source = "stimuli" if source == "all" else ""
         with lock:
-            results = run_extraction(root, backbone, source, batch_size=batch_size,
-                                     num_workers=num_workers, shard=shard, dtype=dtype,
-                                     progress=progress, exclude_threshold=exclude_threshold)
+            results = (run_extraction(root, backbone, source, batch_size=batch_size,
+                                      num_workers=num_workers, shard=shard, dtype=dtype,
+                                      progress=progress, exclude_threshold=exclude_threshold)
+                       if source else {})
         with tempfile.TemporaryDirectory() as tmp:
             summaries = [_log_result(r, max_artifact_mb, Path(tmp)) for r in results.values()]
             mlflow.log_dict({"backbone": backbone, "data_dir": str(Path(root).resolve()),
