@@ -22,7 +22,7 @@ images of the decoder's rank-1 labels of the test samples (``generate``'s seeds;
     python benchmarks/bench_tiny.py --data-dir data/phantom --out /tmp/tiny-bench
     python benchmarks/bench_tiny.py --data-dir data/phantom --set max_steps=400 --set crop=false
     python benchmarks/bench_tiny.py --data-dir data/phantom --out /tmp/tiny-bench \\
-        --steps 400,800,1600,2400 --decoder models:/sbd-phantom-s1-VC-decoder@champion \\
+        --steps 400,700,1000 --decoder models:/sbd-phantom-s1-VC-decoder@champion \\
         --labels /tmp/tiny-bench/labels.json
 """
 

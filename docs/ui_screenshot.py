@@ -1,7 +1,11 @@
-"""Take ``docs/ui-compare.png``: the MLflow UI comparing two ``evaluate`` runs (headless Chromium).
+"""Take ``docs/ui-compare.png``: the MLflow UI comparing two ``evaluate`` runs (headless
+Chromium); or, with ``--models``, ``docs/ui-models.png``: MLflow 3's model view of an
+experiment, its logged decoders side by side with the test figures ``evaluate`` linked to
+each (and the dataset each was measured on).
 
     mlflow ui --port 5055 &                       # on the store that holds the runs
     python docs/ui_screenshot.py --runs <run id 1> <run id 2> --out docs/ui-compare.png
+    python docs/ui_screenshot.py --models <experiment id> --out docs/ui-models.png
 
 The comparison page opens, its parallel-coordinates plot gets the ``roi`` parameter and the
 headline ``test/…`` metrics, and the page is saved as a PNG. Needs Debian's ``chromium`` and
@@ -26,9 +30,48 @@ FLAGS = ["--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable
          "--window-size=1400,1500"]
 
 
+def _driver(size: str = "1400,1500"):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = "/usr/bin/chromium"
+    profile = tempfile.mkdtemp(prefix="sbd-chromium-")
+    for flag in FLAGS[:-1] + [f"--window-size={size}", f"--user-data-dir={profile}"]:
+        opts.add_argument(flag)
+    return webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=opts)
+
+
+def models_view(url: str, experiment: str, out: str) -> None:
+    """Screenshot the logged-models table of ``experiment`` (MLflow 3: *Model training*
+    mode, the experiment's *Models* page), whose columns hold each model's metrics grouped
+    by the dataset they were measured on."""
+    from selenium.webdriver.common.by import By
+
+    os.environ.setdefault("SE_OFFLINE", "true")
+    driver = _driver("2300,760")
+    try:
+        driver.get(f"{url}/#/experiments/{experiment}/models")
+        time.sleep(8)
+        for mode in driver.find_elements(By.XPATH, "//*[normalize-space(text())='Model training']"):
+            mode.click()
+            break
+        time.sleep(3)
+        for button in driver.find_elements(By.XPATH, "//button[@aria-label='Close']"):
+            button.click()  # the assistant's side panel
+        driver.find_element(By.XPATH, "//*[normalize-space(text())='Models']").click()
+        time.sleep(6)
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        driver.save_screenshot(out)
+    finally:
+        driver.quit()
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--runs", nargs=2, required=True, help="two run ids")
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--runs", nargs=2, help="two run ids")
+    what.add_argument("--models", help="an experiment id: its logged models' view")
     p.add_argument("--url", default="http://127.0.0.1:5055", help="the running mlflow ui")
     p.add_argument("--out", default="docs/ui-compare.png")
     args = p.parse_args()
@@ -39,6 +82,10 @@ def main() -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
 
+    if args.models:
+        models_view(args.url, args.models, args.out)
+        print(args.out)
+        return
     mlflow.set_tracking_uri(args.url)
     experiments = sorted({mlflow.get_run(r).info.experiment_id for r in args.runs})
     query = urllib.parse.urlencode({"runs": json.dumps(args.runs),

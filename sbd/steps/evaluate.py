@@ -298,10 +298,19 @@ def _check_trained_on(info: dict[str, str], identity) -> None:
         mlflow.set_tag(tracking.DATA_MISMATCH_TAG, msg)
 
 
+# the headline test figures, beside the paper's and the floors, that are linked to the
+# decoder's LoggedModel (the model view's columns); every other metric is logged on the run
+MODEL_METRICS = frozenset(
+    [f"test/{k}" for k in ("wup_top1", "wup_specific", "wup_chance", "wup_constant",
+                           "top5_acc_inbank", "ident2_acc", "gen/nway_top1")]
+    + [f"baseline/paper/{k}" for k in ("wup_top1", "wup_specific", "top5_acc_inbank",
+                                       "ident2_acc")])
+
+
 def _log_on_model(metrics: dict[str, float], info: dict[str, str], identity, test,
                   subject: int, roi: str, run_id: str) -> None:
-    """Log ``metrics`` on the run, linked (MLflow 3's model-centric view) to the evaluated
-    decoder's LoggedModel (``model_id``) and to the test data as an ``mlflow.data`` dataset
+    """Log ``metrics`` on the run, the headline ones (:data:`MODEL_METRICS`) linked (MLflow
+    3's model-centric view) to the evaluated decoder's LoggedModel (``model_id``) and to the test data as an ``mlflow.data`` dataset
     named after the data folder's identity, subject, ROI and split (its digest is of the
     test voxels), so that ``mlflow.search_logged_models`` and the UI's model pages compare
     decoders by test score and say which data each figure was measured on; then add the
@@ -312,7 +321,9 @@ def _log_on_model(metrics: dict[str, float], info: dict[str, str], identity, tes
     dataset = mlflow.data.from_numpy(np.asarray(test.voxels, np.float32),
                                      source=identity.data_dir, name=name)
     mlflow.log_input(dataset, context="test")
-    mlflow.log_metrics(finite, model_id=model_id, dataset=dataset)
+    linked = {k: v for k, v in finite.items() if k in MODEL_METRICS}
+    mlflow.log_metrics({k: v for k, v in finite.items() if k not in linked})
+    mlflow.log_metrics(linked, model_id=model_id, dataset=dataset)
     if model_id and "version" in info:
         from sbd.registry.decoder_model import add_test_figures
 

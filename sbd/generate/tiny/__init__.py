@@ -22,8 +22,8 @@ Design (defaults of :class:`TinyConfig`; each choice measured, see below):
    classifier-free guidance (10% label dropout).
 4. **Diffusion**: cosine schedule, x0 ("sample") prediction, plain MSE, EMA weights; DDIM
    sampling in 20 steps with guidance 2.
-5. **Training**: 2,400 steps of 32 (``max_steps``; the learning rate follows that number),
-   one torch thread, every draw from ``seed``: the same parameters and bank give the same
+5. **Training**: 700 steps of 32 (``max_steps``; the learning rate, 2e-3 with warm-up and
+   cosine decay, follows that number), AdamW's fused kernel, one torch thread, every draw from ``seed``: the same parameters and bank give the same
    weights however busy the machine is (:mod:`sbd.generate.tiny.train`; the step count is
    chosen from a measured curve, :mod:`sbd.generate.tiny.config`).
 
