@@ -176,7 +176,8 @@ def use_server(url: str, experiment: str):
     previous tracking settings are restored afterwards."""
     import mlflow
 
-    keys = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_EXPERIMENT_NAME")
+    keys = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_EXPERIMENT_NAME",
+            "MLFLOW_EXPERIMENT_ID")  # set_experiment exports the id: restored too
     saved = {k: os.environ.get(k) for k in keys}
     os.environ.update({"MLFLOW_TRACKING_URI": url, "MLFLOW_REGISTRY_URI": url,
                        "MLFLOW_EXPERIMENT_NAME": experiment})

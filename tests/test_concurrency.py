@@ -37,6 +37,7 @@ def test_two_concurrent_main_runs_on_one_folder_both_finish_with_the_same_figure
     store = f"sqlite:///{tmp_path / 'mlflow.db'}"
     env = {**os.environ, "MLFLOW_TRACKING_URI": store}
     env.pop("MLFLOW_RUN_ID", None)
+    env.pop("MLFLOW_EXPERIMENT_ID", None)  # the store is new: its experiments are its own
     args = [sys.executable, str(ROOT / "entrypoints" / "main.py"), "--preset", "small",
             "--data-dir", str(tmp_path / "phantom"), "--subjects", "1", "--n-trials", "4",
             "--force", "true"]

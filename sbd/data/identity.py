@@ -12,21 +12,23 @@ What the id hashes:
 - every dataset: a fingerprint of each brain-data file (``fMRI/GOD/*.h5``; or
   ``sbj_N.npz``, ``images_256.npz`` and the label CSVs): its relative path, size and the
   SHA-256 of its content (files over 64 MiB: of sixteen 1 MiB samples spread over it, so
-  that a folder of several GB is fingerprinted in a fraction of a second), and of the
-  stimulus id lists and the bank tree's file names and sizes;
+  that a folder of several GB is fingerprinted in a fraction of a second), of the
+  stimulus id lists, and of the bank tree's class folders and their image counts;
 - ``phantom`` adds the content hashes its manifest holds of everything the build wrote
   (stimulus images, bank images): two builds with the same parameters and seed have the
   same id, any other parameter or seed another one.
 
 Copying or moving the folder keeps the id (no modification time is used); changing any
-byte of a brain file up to 64 MiB, the size of any file, or a sampled block of a larger
-one changes it. Fingerprints are kept per process by (path, size, modification time).
+byte of a brain file up to 64 MiB, the size of any brain file, a sampled block of a
+larger one, or the bank's classes or image counts changes it. Fingerprints are kept per
+process by (path, size, modification time), bank counts by the folder's modification time.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +40,7 @@ FULL_HASH_BYTES = 64 << 20
 SAMPLE_BYTES = 1 << 20
 N_SAMPLES = 16
 _CACHE: dict[tuple[str, int, int], str] = {}
+_COUNTS: dict[tuple[str, int], int] = {}
 
 
 @dataclass(frozen=True)
@@ -101,12 +104,19 @@ def _files_basis(root: Path, dataset: str) -> dict[str, str]:
                                 "(expected fMRI/GOD/*.h5 or sbj_N.npz).")
     bank = layout.bank_dir(root)
     if bank.is_dir():
-        listing = hashlib.sha256()
-        for p in sorted(bank.rglob("*")):
-            if p.is_file():
-                listing.update(f"{p.relative_to(bank).as_posix()}:{p.stat().st_size};".encode())
-        basis["imagenet/train (names, sizes)"] = listing.hexdigest()
+        classes = sorted(e.name for e in os.scandir(bank) if e.is_dir())
+        basis["imagenet/train (classes, image counts)"] = hashlib.sha256(";".join(
+            f"{c}:{_entries(bank / c)}" for c in classes).encode()).hexdigest()
     return basis
+
+
+def _entries(folder: Path) -> int:
+    """The number of entries of a bank class folder, kept per process by its modification
+    time (which adding or removing a file changes): an ImageNet-sized tree is listed once."""
+    key = (str(folder), folder.stat().st_mtime_ns)
+    if key not in _COUNTS:
+        _COUNTS[key] = sum(1 for _ in os.scandir(folder))
+    return _COUNTS[key]
 
 
 def data_identity(dataset: str, data_dir: str | Path = "") -> DataIdentity:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 from pathlib import Path
@@ -14,6 +15,8 @@ from mlflow.exceptions import MlflowException
 
 import sbd
 from sbd.tracking import source_files
+
+log = logging.getLogger(__name__)
 
 KINDS = ("ridge", "knn", "decoder")
 SCORE_TAG = "val_score"
@@ -59,8 +62,6 @@ def decoder_for_data(dataset: str, subject: int | str, roi: str, data_id: str) -
     earlier sbd; a warning says so); a LookupError when that champion was trained on other
     data, naming both. When the model does not exist at all the ``@champion-<data_id>`` URI
     is returned, and loading it says to run ``train_decoder``."""
-    import logging
-
     own = decoder_champion_uri(dataset, subject, roi, data_id)
     name = model_name("decoder", dataset, subject, roi)
     client = MlflowClient()
@@ -76,7 +77,7 @@ def decoder_for_data(dataset: str, subject: int | str, roi: str, data_id: str) -
             f"(version {mv.version}) was trained on data_id {held_on} "
             f"({mv.tags.get('data_dir', '?')}). Run train_decoder on this data folder, or pass "
             "decoder= explicitly.")
-    logging.getLogger(__name__).warning(
+    log.warning(
         "%s@%s (version %s) does not record the data it was trained on; using it for "
         "data_id %s.", name, CHAMPION, mv.version, data_id)
     return f"models:/{name}@{CHAMPION}"

@@ -23,8 +23,9 @@ Design (defaults of :class:`TinyConfig`; each choice measured, see below):
 4. **Diffusion**: cosine schedule, x0 ("sample") prediction, plain MSE, EMA weights; DDIM
    sampling in 20 steps with guidance 2.
 5. **Training**: 700 steps of 32 (``max_steps``; the learning rate, 2e-3 with warm-up and
-   cosine decay, follows that number), AdamW's fused kernel, one torch thread, every draw from ``seed``: the same parameters and bank give the same
-   weights however busy the machine is (:mod:`sbd.generate.tiny.train`; the step count is
+   cosine decay, follows that number), AdamW's fused kernel, one torch thread, every draw
+   from ``seed``: the same parameters and bank give the same weights however busy the
+   machine is (:mod:`sbd.generate.tiny.train`; the step count is
    chosen from a measured curve, :mod:`sbd.generate.tiny.config`).
 
 Measured (100-class subsets of the default phantom bank, 400 steps of 32, kNN of 200
