@@ -310,9 +310,9 @@ MODEL_METRICS = frozenset(
 def _log_on_model(metrics: dict[str, float], info: dict[str, str], identity, test,
                   subject: int, roi: str, run_id: str) -> None:
     """Log ``metrics`` on the run, the headline ones (:data:`MODEL_METRICS`) linked (MLflow
-    3's model-centric view) to the evaluated decoder's LoggedModel (``model_id``) and to the test data as an ``mlflow.data`` dataset
-    named after the data folder's identity, subject, ROI and split (its digest is of the
-    test voxels), so that ``mlflow.search_logged_models`` and the UI's model pages compare
+    3's model-centric view) to the evaluated decoder's LoggedModel (``model_id``) and to
+    the test data as an ``mlflow.data`` dataset named after the data folder's identity,
+    subject, ROI and split (its digest is of the test voxels), so that ``mlflow.search_logged_models`` and the UI's model pages compare
     decoders by test score and say which data each figure was measured on; then add the
     headline figures to the registered version's description."""
     finite = {k: float(v) for k, v in metrics.items() if np.isfinite(v)}
