@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from sbd import scores
 from sbd.metrics import decoding, images
 
 NAMES = ["dog.n.01", "cat.n.01", "ostrich.n.02", "car.n.01", "banana.n.02", "milk.n.01",
@@ -171,6 +172,11 @@ def test_pearson_matches_numpy_and_scipy():
         decoding.feature_correlation(a, b)
 
 
+def _ident(sim, n, target=None):
+    per_row, _, n_eff = scores.identification(sim, n, target)
+    return per_row, n_eff
+
+
 def _brute_identification(sim, n):
     """Average over every distractor set, enumerated."""
     r, c = sim.shape
@@ -187,7 +193,7 @@ def _brute_identification(sim, n):
 def test_identification_matches_enumeration(n):
     rng = np.random.default_rng(n)
     sim = rng.normal(size=(6, 6))
-    per_row, n_eff = decoding.identification_from_similarity(sim, n)
+    per_row, n_eff = _ident(sim, n)
     assert n_eff == n
     np.testing.assert_allclose(per_row, _brute_identification(sim, n), atol=1e-12)
 
@@ -197,20 +203,20 @@ def test_identification_constructed_cases():
     sim = np.array([[0.9, 0.1, 0.2],
                     [0.5, 0.4, 0.3],
                     [0.8, 0.9, 0.1]])
-    per_row, _ = decoding.identification_from_similarity(sim, 2)
+    per_row, _ = _ident(sim, 2)
     np.testing.assert_allclose(per_row, [1.0, 0.5, 0.0])
-    per_row, _ = decoding.identification_from_similarity(sim, 3)
+    per_row, _ = _ident(sim, 3)
     np.testing.assert_allclose(per_row, [1.0, 0.0, 0.0])
-    # ties count as failures
-    per_row, _ = decoding.identification_from_similarity(np.ones((3, 3)), 2)
-    np.testing.assert_allclose(per_row, 0.0)
+    # ties count half (sbd.scores.TIE_RULE): an uninformative row scores chance
+    per_row, _ = _ident(np.ones((3, 3)), 2)
+    np.testing.assert_allclose(per_row, 0.5)
     # n capped at the number of candidates; explicit targets
-    per_row, n_eff = decoding.identification_from_similarity(sim, 50, target=[0, 0, 2])
+    per_row, n_eff = _ident(sim, 50, target=[0, 0, 2])
     assert n_eff == 3
     np.testing.assert_allclose(per_row, [1.0, 1.0, 0.0])
     assert comb(4, 1) / comb(5, 1) == 0.8  # the formula's n = 2 case: b / m
     with pytest.raises(ValueError, match="n >= 2"):
-        decoding.identification_from_similarity(sim, 1)
+        _ident(sim, 1)
 
 
 def test_n_way_identification_of_features():
@@ -385,30 +391,3 @@ def test_generated_identification():
     np.testing.assert_allclose(per, [2 / 3, 1.0])
 
 
-def test_one_identification_for_tuning_and_evaluation():
-    """sbd.decoding.identification is the one definition: brute force over every distractor
-    set, ties counted as failures, with all-others or other-category distractors; the
-    tuning score and the evaluation metric are that function."""
-    import itertools
-
-    from sbd.decoding.identification import identification, other_category_mask
-    from sbd.decoding.tuning import identification_accuracy
-
-    rng = np.random.default_rng(3)
-    sim = np.round(rng.standard_normal((8, 8)), 1)  # rounded: ties happen
-    groups = np.array([0, 0, 1, 1, 2, 3, 4, 5])
-    for n in (2, 3, 4):
-        for mask in (None, other_category_mask(groups)):
-            got, beats_all, n_eff = identification(sim, n, distractors=mask)
-            want = []
-            for i in range(8):
-                others = [j for j in range(8) if j != i and (mask is None or mask[i, j])]
-                want.append(np.mean([all(sim[i, i] > sim[i, j] for j in c)
-                                     for c in itertools.combinations(others, n - 1)]))
-            np.testing.assert_allclose(got, want)
-            assert n_eff == n
-        np.testing.assert_allclose(decoding.identification_from_similarity(sim, n)[0],
-                                   identification(sim, n)[0])
-        acc, _ = identification_accuracy(sim, groups, n)
-        assert acc == pytest.approx(identification(sim, n, distractors=other_category_mask(
-            groups))[0].mean())

@@ -89,10 +89,10 @@ import optuna
 
 from sbd.decoding import knn
 from sbd.decoding.ridge import MultiRidge, adjust_predictions, n_voxels_kept, shrinkage
-from sbd.decoding.scores import shuffled_mean
 from sbd.decoding.tuning import (FoldCache, SELECTIONS, fit_model,
                                  out_of_fold_predictions, score_predictions, trial_run)
 from sbd.params import as_bool
+from sbd.scores import shuffled_mean
 from sbd.tracking import OBJECTIVE_TAG
 
 __all__ = ["VALIDATIONS", "OBJECTIVES", "FEATURE_NORMS", "SEARCHED_FEATURE_NORMS", "RULES",

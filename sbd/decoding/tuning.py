@@ -8,7 +8,7 @@ Test categories are never seen in training, so validation folds split by categor
   sample's predicted features correlate more with its own true features than with those
   of ``n_way - 1`` other validation samples of *other* categories (exact expectation over
   all distractor sets, no sampling; the one definition,
-  :func:`sbd.decoding.identification.identification`, with other-category distractors —
+  :func:`sbd.scores.identification`, with other-category distractors —
   hence the name, unlike an evaluation's ``test/ident{n}_acc`` among all test samples);
   ``ident_othercat_top1``: identified among all of them.
 
@@ -51,12 +51,12 @@ import numpy as np
 import optuna
 from sklearn.model_selection import GroupKFold
 
-from sbd.decoding.identification import identification, other_category_mask
 from sbd.decoding.ridge import (
     MultiRidge, RidgeDecomposition, SELECTIONS, adjust_predictions, center_scale, decompose,
     grouped_loo_errors, n_voxels_kept, select_voxels, shrinkage, voxel_scores,
 )
 from sbd.params import as_bool
+from sbd.scores import identification, other_category_mask, pearson_matrix
 from sbd.tracking import OBJECTIVE_TAG
 
 __all__ = [
@@ -106,17 +106,10 @@ def grouped_folds(groups: np.ndarray, n_splits: int = 5, seed: int | None = None
     return [(tr, va) for tr, va in kfold.split(dummy, groups=groups)]
 
 
-def _row_centre_normalise(A: np.ndarray) -> np.ndarray:
-    A = A - A.mean(axis=1, keepdims=True)
-    norm = np.linalg.norm(A, axis=1, keepdims=True)
-    norm[norm == 0] = 1.0
-    return A / norm
-
-
 def identification_accuracy(C: np.ndarray, groups: np.ndarray | None = None, n_way: int = 2
                             ) -> tuple[float, float]:
     """Identification from a correlation matrix ``C`` (m × m; ``C[i, j]`` = r(pred i, true j)),
-    by :func:`sbd.decoding.identification.identification`.
+    by :func:`sbd.scores.identification`.
 
     Distractors of sample i: the other samples of *other categories* when ``groups`` is
     given (``val/ident_othercat_*``), else every other sample.  Returns ``(expected n-way
@@ -137,9 +130,7 @@ def score_predictions(P: np.ndarray, Y: np.ndarray, groups: np.ndarray | None = 
     Returns ``{"r", "ident_othercat_acc", "ident_othercat_top1"}`` (see the module
     docstring); ``groups`` None: every sample is its own category.
     """
-    Pn, Yn = _row_centre_normalise(np.asarray(P, np.float64)), _row_centre_normalise(
-        np.asarray(Y, np.float64))
-    C = Pn @ Yn.T
+    C = pearson_matrix(P, Y)
     acc, top1 = identification_accuracy(C, groups, n_way)
     return {"r": float(np.diag(C).mean()), "ident_othercat_acc": acc, "ident_othercat_top1": top1}
 

@@ -31,9 +31,10 @@ from typing import Sequence
 
 import numpy as np
 import pandas as pd
+from scipy.stats import permutation_test
 
-from sbd.decoding.identification import identification
-from sbd.decoding.scores import shuffled_mean
+from sbd.scores import (identification, pearson_matrix, pearson_rows, ranked_wup, shuffled_mean,
+                        topk_hits as _topk_hits, wup_table)
 
 IDENTIFICATION_NS = (2, 10, 50)
 
@@ -52,15 +53,9 @@ def wup_cached(a: str, b: str) -> float:
 
 
 def wup_matrix(rows: Sequence[str], cols: Sequence[str]) -> np.ndarray:
-    """Wu-Palmer similarity of every (row, col) pair of wnids (rows: true labels).
-
-    Returns
-    -------
-    ndarray of float64, shape (len(rows), len(cols))
-    """
-    from sbd import wordnet
-
-    return np.asarray(wordnet.wup_matrix(list(rows), list(cols)), dtype=np.float64)
+    """Wu-Palmer similarity of every (row, col) pair of wnids (rows: true labels):
+    :func:`sbd.scores.wup_table`.  (len(rows), len(cols)) float64."""
+    return wup_table(rows, cols)
 
 
 def _check_ranked(true_wnids: Sequence[str], ranked: Sequence[Sequence[str]]) -> None:
@@ -88,15 +83,8 @@ def wup_scores(true_wnids: Sequence[str], ranked: Sequence[Sequence[str]],
     best_rank : (n,) int, 1-based rank of the best label (first on ties)
     """
     _check_ranked(true_wnids, ranked)
-    n = len(true_wnids)
-    top1, best = np.empty(n), np.empty(n)
-    best_rank = np.empty(n, dtype=int)
-    for i, (t, r) in enumerate(zip(true_wnids, ranked)):
-        vals = [wup_cached(t, w) for w in list(r)[: k or len(r)]]
-        top1[i] = vals[0]
-        best_rank[i] = int(np.argmax(vals)) + 1
-        best[i] = vals[best_rank[i] - 1]
-    return top1, best, best_rank
+    return ranked_wup([[wup_cached(t, w) for w in list(r)[: k or len(r)]]
+                       for t, r in zip(true_wnids, ranked)])
 
 
 @dataclass
@@ -186,8 +174,10 @@ def wup_permutation_p(true_wnids: Sequence[str], decoded_wnids: Sequence[str],
                       n_perm: int = 1000, seed: int = 0) -> float:
     """Permutation p-value of the mean top-1 Wu-Palmer.
 
-    The decoded labels are shuffled across samples ``n_perm`` times (seeded); the p-value is
-    ``(1 + #{permuted mean >= observed mean}) / (1 + n_perm)`` (one-sided, never 0).
+    The decoded labels are shuffled across samples ``n_perm`` times (seeded;
+    :func:`scipy.stats.permutation_test`, one-sided): the p-value is
+    ``(1 + #{permuted mean >= observed mean}) / (1 + n_perm)``, never 0, or the exact
+    fraction over all ``n!`` orders when there are no more than ``n_perm`` of them.
     With fewer than two samples it is 1.
     """
     if len(true_wnids) != len(decoded_wnids):
@@ -198,11 +188,10 @@ def wup_permutation_p(true_wnids: Sequence[str], decoded_wnids: Sequence[str],
     ut, it = np.unique(np.asarray(true_wnids, dtype=str), return_inverse=True)
     ud, id_ = np.unique(np.asarray(decoded_wnids, dtype=str), return_inverse=True)
     w = wup_matrix(list(ut), list(ud))  # (unique true, unique decoded)
-    observed = w[it, id_].mean()
-    rng = np.random.default_rng(seed)
-    perms = np.argsort(rng.random((n_perm, n)), axis=1)  # (n_perm, n) permutations
-    null = w[it[None, :], id_[perms]].mean(axis=1)
-    return float((1 + np.sum(null >= observed - 1e-12)) / (1 + n_perm))
+    res = permutation_test((id_,), lambda d, axis=-1: w[it, d].mean(axis=axis),
+                           permutation_type="pairings", vectorized=True, n_resamples=n_perm,
+                           alternative="greater", rng=np.random.default_rng(seed))
+    return float(res.pvalue)
 
 
 def wup_shuffled(true_wnids: Sequence[str], decoded_wnids: Sequence[str]) -> np.ndarray:
@@ -307,9 +296,7 @@ def topk_hits(true_wnids: Sequence[str], ranked: Sequence[Sequence[str]], k: int
     When the decoder returned fewer than ``k`` labels, all of them are used.
     """
     _check_ranked(true_wnids, ranked)
-    if k < 1:
-        raise ValueError(f"k must be >= 1, got {k}.")
-    return np.array([t in list(r)[:k] for t, r in zip(true_wnids, ranked)], dtype=bool)
+    return _topk_hits(true_wnids, ranked, k)
 
 
 def rank1_diversity(decoded: Sequence[str]) -> tuple[float, float]:
@@ -335,25 +322,6 @@ def _as_2d(name: str, a: np.ndarray) -> np.ndarray:
     return a
 
 
-def pearson_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Pearson r between every row of ``a`` (m, D) and every row of ``b`` (n, D).
-
-    Returns
-    -------
-    ndarray (m, n) float64; a constant row gives r = 0.
-    """
-    a, b = _as_2d("a", a), _as_2d("b", b)
-    if a.shape[1] != b.shape[1]:
-        raise ValueError(f"Feature dimensions differ: a is {a.shape}, b is {b.shape}.")
-
-    def _z(x):
-        x = x - x.mean(axis=1, keepdims=True)
-        norm = np.linalg.norm(x, axis=1, keepdims=True)
-        return np.divide(x, norm, out=np.zeros_like(x), where=norm > 0)
-
-    return _z(a) @ _z(b).T
-
-
 def feature_correlation(pred: np.ndarray, true: np.ndarray) -> np.ndarray:
     """Per-sample Pearson r between predicted and true feature vectors (across the D units).
 
@@ -368,7 +336,7 @@ def feature_correlation(pred: np.ndarray, true: np.ndarray) -> np.ndarray:
     pred, true = _as_2d("pred", pred), _as_2d("true", true)
     if pred.shape != true.shape:
         raise ValueError(f"pred has shape {pred.shape} but true has shape {true.shape}.")
-    return np.array([pearson_matrix(p[None], t[None])[0, 0] for p, t in zip(pred, true)])
+    return pearson_rows(pred, true)
 
 
 def unit_correlation(pred: np.ndarray, true: np.ndarray) -> float:
@@ -378,16 +346,7 @@ def unit_correlation(pred: np.ndarray, true: np.ndarray) -> float:
         raise ValueError(f"pred has shape {pred.shape} but true has shape {true.shape}.")
     if pred.shape[0] < 2:
         return float("nan")
-    return float(np.mean([pearson_matrix(p[None], t[None])[0, 0] for p, t in zip(pred.T, true.T)]))
-
-
-def identification_from_similarity(sim: np.ndarray, n: int,
-                                   target: Sequence[int] | None = None) -> tuple[np.ndarray, int]:
-    """n-way identification among every other column (``ident{n}``):
-    :func:`sbd.decoding.identification.identification` with all other columns as
-    distractors.  Returns ``(per_row (r,), n_eff)``."""
-    per_row, _, n_eff = identification(sim, n, target)
-    return per_row, n_eff
+    return float(np.mean(pearson_rows(pred.T, true.T)))
 
 
 def n_way_identification(pred: np.ndarray, true: np.ndarray, n: int,
@@ -407,7 +366,7 @@ def n_way_identification(pred: np.ndarray, true: np.ndarray, n: int,
     per_row : (r,)
     n_eff : ``min(n, c)``
     """
-    per_row, n_eff = identification_from_similarity(pearson_matrix(pred, true), n, target)
+    per_row, _, n_eff = identification(pearson_matrix(pred, true), n, target)
     acc = float(np.nanmean(per_row)) if np.isfinite(per_row).any() else float("nan")
     return acc, per_row, n_eff
 
@@ -431,38 +390,12 @@ class DecodingEvaluation:
     constant_wnid: str = ""
 
 
-def evaluate_decoding(true_wnids: Sequence[str], ranked: Sequence[Sequence[str]],
-                      label_set: Sequence[str], pred_features: np.ndarray | None = None,
-                      true_features: np.ndarray | None = None, n_chance: int = 1000,
-                      seed: int = 0, prefix: str = "test/",
-                      ns: Sequence[int] = IDENTIFICATION_NS) -> DecodingEvaluation:
-    """All decoding metrics of one split.
-
-    Parameters
-    ----------
-    true_wnids : n true wnids
-    ranked : n lists of decoded wnids, best first (the decoder's K labels)
-    label_set : the bank's labels, for the chance level
-    pred_features, true_features : (n, D) or None (then no feature metrics); a row of
-        ``true_features`` that is NaN (no stimulus image) is left out of the feature metrics
-    n_chance : number of chance draws and of permutations
-    seed : seed of both
-    prefix : prepended to every metric name (``"test/"``, ``"imagery/"``)
-    ns : ways of the identification metrics
-
-    Returns
-    -------
-    DecodingEvaluation with metrics ``wup_top1, wup_best_topk, wup_chance, wup_chance_sd,
-    wup_chance_exact, wup_best_topk_chance, wup_p, wup_chance_p, top1_acc, top5_acc, top1_chance,
-    top5_chance, rank1_distinct, rank1_top_share (:func:`rank1_diversity`), feature_r,
-    feature_unit_r, feature_n, ident{n}_acc, ident{n}_n, n_samples`` (prefixed) and a sample table with
-    columns ``true_wnid, decoded_wnids, top1_wnid, wup_top1, wup_best_topk, best_rank,
-    top1_correct, top5_correct`` (+ ``feature_r, ident{n}`` with features).
-    """
-    _check_ranked(true_wnids, ranked)
-    if len(true_wnids) == 0:
-        raise ValueError("evaluate_decoding needs at least one sample.")
-    ranked = [list(r) for r in ranked]
+def _label_metrics(true_wnids: Sequence[str], ranked: list[list[str]],
+                   label_set: Sequence[str], n_chance: int, seed: int
+                   ) -> tuple[dict[str, float], pd.DataFrame, ChanceLevel, str]:
+    """The label half of :func:`evaluate_decoding`: Wu-Palmer, chance, shuffled and
+    constant answers, exact top-k; the metrics (unprefixed), the sample table, the chance
+    level and the best constant answer."""
     k = max(len(r) for r in ranked)
     top1, best, best_rank = wup_scores(true_wnids, ranked)
     chance = wup_chance(true_wnids, label_set, n_draws=n_chance, seed=seed)
@@ -501,44 +434,84 @@ def evaluate_decoding(true_wnids: Sequence[str], ranked: Sequence[Sequence[str]]
                                               label_set, 5)
     m["rank1_distinct"], m["rank1_top_share"] = rank1_diversity(decoded1)
     samples = pd.DataFrame({
-        "true_wnid": list(true_wnids),
-        "decoded_wnids": [";".join(r) for r in ranked],
-        "top1_wnid": decoded1,
-        "wup_top1": top1,
-        "wup_shuffled": shuffled,
-        "wup_specific": specific,
-        "wup_best_topk": best,
-        "best_rank": best_rank,
-        "in_bank": in_bank,
-        "top1_correct": hits1,
-        "top5_correct": hits5,
+        "true_wnid": list(true_wnids), "decoded_wnids": [";".join(r) for r in ranked],
+        "top1_wnid": decoded1, "wup_top1": top1, "wup_shuffled": shuffled,
+        "wup_specific": specific, "wup_best_topk": best, "best_rank": best_rank,
+        "in_bank": in_bank, "top1_correct": hits1, "top5_correct": hits5,
     })
+    return m, samples, chance, constant_wnid
+
+
+def _feature_metrics(pred_features: np.ndarray, true_features: np.ndarray, n: int,
+                     ns: Sequence[int], samples: pd.DataFrame) -> dict[str, float]:
+    """The feature half of :func:`evaluate_decoding`: Pearson r per sample and per unit,
+    n-way identification; adds ``feature_r`` / ``ident{n}`` columns to ``samples``.
+
+    A sample whose stimulus image is missing has NaN true features: it is left out of the
+    feature metrics only (counted as ``feature_n``)."""
+    pred, true = _as_2d("pred_features", pred_features), _as_2d("true_features", true_features)
+    if pred.shape != true.shape or pred.shape[0] != n:
+        raise ValueError(f"pred_features {pred.shape} and true_features {true.shape} must both "
+                         f"be ({n}, D).")
+    ok = np.isfinite(true).all(axis=1)
+    m = {"feature_n": float(ok.sum())}
+    if ok.sum() < 2:
+        return m
+    pred, true = pred[ok], true[ok]
+    r = np.full(len(ok), np.nan)
+    r[ok] = feature_correlation(pred, true)
+    samples["feature_r"] = r
+    m["feature_r"] = float(np.nanmean(r))
+    m["feature_unit_r"] = unit_correlation(pred, true)
+    sim = pearson_matrix(pred, true)
+    for ways in ns:
+        per_row, _, n_eff = identification(sim, ways)
+        full = np.full(len(ok), np.nan)
+        full[ok] = per_row
+        samples[f"ident{ways}"] = full
+        m[f"ident{ways}_acc"] = float(np.nanmean(per_row)) if n_eff >= 2 else float("nan")
+        m[f"ident{ways}_n"] = float(n_eff)
+    return m
+
+
+def evaluate_decoding(true_wnids: Sequence[str], ranked: Sequence[Sequence[str]],
+                      label_set: Sequence[str], pred_features: np.ndarray | None = None,
+                      true_features: np.ndarray | None = None, n_chance: int = 1000,
+                      seed: int = 0, prefix: str = "test/",
+                      ns: Sequence[int] = IDENTIFICATION_NS) -> DecodingEvaluation:
+    """All decoding metrics of one split.
+
+    Parameters
+    ----------
+    true_wnids : n true wnids
+    ranked : n lists of decoded wnids, best first (the decoder's K labels)
+    label_set : the bank's labels, for the chance level
+    pred_features, true_features : (n, D) or None (then no feature metrics); a row of
+        ``true_features`` that is NaN (no stimulus image) is left out of the feature metrics
+    n_chance : number of chance draws and of permutations
+    seed : seed of both
+    prefix : prepended to every metric name (``"test/"``, ``"imagery/"``)
+    ns : ways of the identification metrics
+
+    Returns
+    -------
+    DecodingEvaluation with metrics ``wup_top1, wup_best_topk, wup_chance, wup_chance_sd,
+    wup_chance_exact, wup_best_topk_chance, wup_p, wup_chance_p, top1_acc, top5_acc, top1_chance,
+    top5_chance, rank1_distinct, rank1_top_share (:func:`rank1_diversity`), feature_r,
+    feature_unit_r, feature_n, ident{n}_acc, ident{n}_n, n_samples`` (prefixed) and a sample table with
+    columns ``true_wnid, decoded_wnids, top1_wnid, wup_top1, wup_best_topk, best_rank,
+    top1_correct, top5_correct`` (+ ``feature_r, ident{n}`` with features).
+    """
+    _check_ranked(true_wnids, ranked)
+    if len(true_wnids) == 0:
+        raise ValueError("evaluate_decoding needs at least one sample.")
     if (pred_features is None) != (true_features is None):
         raise ValueError("Give both pred_features and true_features, or neither.")
+    ranked = [list(r) for r in ranked]
+    m, samples, chance, constant_wnid = _label_metrics(true_wnids, ranked, label_set,
+                                                       n_chance, seed)
     if pred_features is not None:
-        pred, true = _as_2d("pred_features", pred_features), _as_2d("true_features", true_features)
-        if pred.shape != true.shape or pred.shape[0] != len(true_wnids):
-            raise ValueError(f"pred_features {pred.shape} and true_features {true.shape} must both "
-                             f"be ({len(true_wnids)}, D).")
-        # a sample whose stimulus image is missing has NaN features: it is left out of the
-        # feature metrics only (counted as feature_n)
-        ok = np.isfinite(true).all(axis=1)
-        m["feature_n"] = float(ok.sum())
-        if ok.sum() >= 2:
-            pred, true = pred[ok], true[ok]
-            r = np.full(len(ok), np.nan)
-            r[ok] = feature_correlation(pred, true)
-            samples["feature_r"] = r
-            m["feature_r"] = float(np.nanmean(r))
-            m["feature_unit_r"] = unit_correlation(pred, true)
-            sim = pearson_matrix(pred, true)
-            for n in ns:
-                per_row, n_eff = identification_from_similarity(sim, n)
-                full = np.full(len(ok), np.nan)
-                full[ok] = per_row
-                samples[f"ident{n}"] = full
-                m[f"ident{n}_acc"] = float(np.nanmean(per_row)) if n_eff >= 2 else float("nan")
-                m[f"ident{n}_n"] = float(n_eff)
+        m.update(_feature_metrics(pred_features, true_features, len(true_wnids), ns, samples))
     metrics = {f"{prefix}{key}": value for key, value in m.items()}
     return DecodingEvaluation(metrics=metrics, samples=samples, chance=chance,
                               constant_wnid=constant_wnid)

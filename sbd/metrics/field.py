@@ -46,6 +46,9 @@ from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
+from scipy.stats import bootstrap
+
+from sbd.scores import identification, pearson_matrix
 
 log = logging.getLogger(__name__)
 
@@ -304,8 +307,6 @@ def load_classifier(prefer: Sequence[str] = ("vit_h_14", "efficientnet-lite2")) 
 # --------------------------------------------------------------------------- metrics
 def _corr(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Pearson r (m, n) between the rows of ``a`` (m, D) and of ``b`` (n, D)."""
-    from sbd.metrics.decoding import pearson_matrix
-
     return pearson_matrix(a, b)
 
 
@@ -319,14 +320,13 @@ def two_way_identification(generated: np.ndarray, stimuli: np.ndarray) -> np.nda
     Returns
     -------
     (n,) fraction of the other stimuli less correlated with generated image i than
-    stimulus i (ties: failures). Chance 0.5.
+    stimulus i (:func:`sbd.scores.identification`, ties count half). Chance 0.5.
     """
     r = _corr(generated, stimuli)
     n = r.shape[0]
     if r.shape != (n, n) or n < 2:
         raise ValueError(f"Expected n >= 2 paired rows, got {generated.shape} and {stimuli.shape}.")
-    own = np.diag(r)[:, None]
-    return (r < own).sum(axis=1) / (n - 1)
+    return identification(r, 2)[0]
 
 
 def retrieval_top1(generated: np.ndarray, stimuli: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -426,15 +426,18 @@ def _stat(values: np.ndarray, how: str) -> float:
 def bootstrap_ci(values: np.ndarray, how: str = "mean", n_boot: int = 1000, seed: int = 0,
                  level: float = 0.95) -> tuple[float, float]:
     """Percentile bootstrap CI over test samples (rows) of ``values`` (n, S) (NaN rows:
-    not scored), for the statistic of :func:`_stat` (``mean`` or ``max`` over slots)."""
+    not scored), for the statistic of :func:`_stat` (``mean`` or ``max`` over slots):
+    :func:`scipy.stats.bootstrap` resampling the rows."""
     values = np.asarray(values, dtype=np.float64).reshape(len(values), -1)
     values = values[np.isfinite(values).all(axis=1)]
     if len(values) < 2:
         return float("nan"), float("nan")
-    rng = np.random.default_rng(seed)
-    stats = [_stat(values[rng.integers(0, len(values), len(values))], how) for _ in range(n_boot)]
-    lo, hi = np.quantile(stats, [(1 - level) / 2, (1 + level) / 2])
-    return float(lo), float(hi)
+    if np.ptp(values) == 0:
+        return (_stat(values, how),) * 2
+    res = bootstrap((np.arange(len(values)),), lambda rows: _stat(values[rows], how),
+                    n_resamples=n_boot, confidence_level=level, method="percentile",
+                    vectorized=False, rng=np.random.default_rng(seed))
+    return float(res.confidence_interval.low), float(res.confidence_interval.high)
 
 
 def _nway_max_chance(n: int, n_slots: int, n_classes: int, n_way: int, n_trials: int,

@@ -7,7 +7,7 @@
   (every generated image × every other test stimulus): the exact expectation of a judge
   shown one random distractor per trial.
 - :func:`generated_identification` — n-way identification of the generated images among
-  the test stimuli (see :func:`sbd.metrics.decoding.identification_from_similarity`).
+  the test stimuli (:func:`sbd.scores.identification`).
 
 Features come from :func:`sbd.features.extract.embed_images`, with the decoder's backbone,
 when :func:`embed` is used; the metric functions themselves take feature arrays.
@@ -20,7 +20,7 @@ from typing import Sequence
 
 import numpy as np
 
-from sbd.metrics.decoding import identification_from_similarity, pearson_matrix
+from sbd.scores import identification, pearson_matrix
 
 SIMILARITIES = ("correlation", "cosine", "euclidean")
 
@@ -82,7 +82,8 @@ def judge_2afc(generated: np.ndarray, stimuli: np.ndarray, sample_index: Sequenc
     sample_index : (m,) index into ``stimuli`` of each generated image's own stimulus
     similarity : ``correlation`` (default), ``cosine`` or ``euclidean``
 
-    Ties count as half correct.
+    Every other stimulus is a distractor: the exact 2-way identification of
+    :func:`sbd.scores.identification` (ties count half).
     """
     from scipy.stats import binomtest
 
@@ -96,10 +97,7 @@ def judge_2afc(generated: np.ndarray, stimuli: np.ndarray, sample_index: Sequenc
     if n < 2 or m == 0:
         nan = float("nan")
         return Judge2AFC(nan, 0, nan, 0, np.full(m, np.nan), np.full(n, np.nan))
-    own = sim[np.arange(m), idx][:, None]
-    score = (sim < own).astype(np.float64) + 0.5 * (sim == own)
-    score[np.arange(m), idx] = 0.0  # own stimulus is not a distractor
-    per_image = score.sum(axis=1) / (n - 1)
+    per_image = identification(sim, 2, idx)[0]  # each other stimulus a distractor
     per_sample = np.full(n, np.nan)
     for s in np.unique(idx):
         per_sample[s] = per_image[idx == s].mean()
@@ -124,8 +122,8 @@ def generated_identification(generated: np.ndarray, stimuli: np.ndarray,
     -------
     accuracy, per_image (m,), n_eff
     """
-    per, n_eff = identification_from_similarity(
-        similarity_matrix(generated, stimuli, similarity), n, sample_index)
+    per, _, n_eff = identification(similarity_matrix(generated, stimuli, similarity), n,
+                                   sample_index)
     acc = float(np.nanmean(per)) if np.isfinite(per).any() else float("nan")
     return acc, per, n_eff
 
