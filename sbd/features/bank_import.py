@@ -360,48 +360,13 @@ def import_bank(features: str | Path, labels: str | Path, backbone: str, out: st
     with contextlib.ExitStack() as stack:
         feats = read_array(features, features_key, stack, "features")
         spec = _check_width(feats, features, backbone)
-        n = int(feats.shape[0])
-        table = read_mapping(mapping) if mapping else None
-        wnids = labels_to_wnids(read_array(labels, labels_key, kind="labels"), table, labels)
-        if len(wnids) != n:
-            raise ValueError(f"{labels} holds {len(wnids)} labels but {features} {n} feature "
-                             "rows; expected one label per row.")
-        if image_ids is not None:
-            ids = np.asarray(read_array(image_ids, kind="image_ids")).astype(str).reshape(-1)
-            if len(ids) != n:
-                raise ValueError(f"{image_ids} holds {len(ids)} image ids but {features} {n} "
-                                 "feature rows; expected one id per row.")
-        else:
-            ids = np.asarray([f"{features.name}#{i}" for i in range(n)], dtype=str)
+        wnids, ids = _row_labels(features, int(feats.shape[0]), labels, labels_key, mapping,
+                                 image_ids)
         ref, ref_ids = _stimulus_reference(stimuli, backbone)
-        stim_ids = set(ref_ids.tolist())
-        checks = []
-        if stimuli and image_ids is not None:
-            checks.append("stimulus image ids")
-        if len(ref):
-            checks.append(f"near-duplicates of the stimuli (cosine > {exclude_threshold})")
-        if image_ids is None:
-            exclusion = ("not checkable by image id: the imported bank has no image ids"
-                         + (f"; checked for {checks[0]}" if checks else
-                            "; no stimulus features were given for the near-duplicate guard"))
-        else:
-            exclusion = ("checked: " + " and ".join(checks)) if checks else \
-                "not checked: no stimulus features were given"
-        if image_ids is None or not checks:
-            warnings.warn(
-                f"{out}: stimulus exclusion {exclusion}. Whether the bank imported from "
-                f"{features} contains the stimulus images is not known (about 20 GOD test "
-                "images are ILSVRC training images)"
-                + ("." if checks else "; give the stimulus feature files (stimuli=…, "
-                   "--stimuli features/<backbone>/training.h5 test.h5) for the "
-                   "near-duplicate guard."), stacklevel=2)
-        manifest = hashlib.sha256(json.dumps({
-            "features": _file_record(features), "labels": _file_record(labels),
-            "mapping": _file_record(Path(mapping)) if mapping else None,
-            "image_ids": _file_record(Path(image_ids)) if image_ids else None,
-            "stimuli": [_file_record(Path(s)) for s in stimuli], "backbone": backbone,
-            "dtype": dtype, "exclude_threshold": exclude_threshold}, sort_keys=True).encode()
-        ).hexdigest()
+        checks, exclusion = _exclusion(out, features, stimuli, image_ids, len(ref) > 0,
+                                       exclude_threshold)
+        manifest = _import_manifest(features, labels, mapping, image_ids, stimuli, backbone,
+                                    dtype, exclude_threshold)
         attrs = dict(backbone=backbone, layer=spec["layer"],
                      preprocessing=f"{spec['preprocessing']} (the registry's; not verified "
                                    "for imported features)",
@@ -412,46 +377,135 @@ def import_bank(features: str | Path, labels: str | Path, backbone: str, out: st
                                                "labels": str(labels.resolve()),
                                                "mapping": str(Path(mapping).resolve())
                                                if mapping else "built-in ILSVRC-2012 order"}))
-        excluded: list[dict] = []
+        stim_ids = set(ref_ids.tolist()) if image_ids is not None else set()
         with BankWriter(out, spec["dim"], dtype=dtype, attrs=attrs) as writer:
-            for start in range(0, n, block_rows):
-                stop = min(start + block_rows, n)
-                block = np.asarray(feats[start:stop], dtype=np.float32)
-                bad = ~np.isfinite(block).all(axis=1)
-                if bad.any():
-                    raise ValueError(f"{features}: NaN/Inf in {int(bad.sum())} feature row(s) "
-                                     f"(e.g. row {start + int(np.flatnonzero(bad)[0])}).")
-                if dtype == "float16" and np.abs(block).max(initial=0) > FLOAT16_MAX:
-                    raise ValueError(f"{features}: values beyond float16's range (max |x| "
-                                     f"{np.abs(block).max():.3g}); import with dtype=float32.")
-                keep = np.ones(stop - start, dtype=bool)
-                if stim_ids and image_ids is not None:
-                    hit = np.isin(ids[start:stop], list(stim_ids))
-                    for r in np.flatnonzero(hit):
-                        excluded.append(dict(image_id=ids[start + r], wnid=wnids[start + r],
-                                             path="", reason="stimulus image id",
-                                             matched_stimulus=ids[start + r], cosine=float("nan")))
-                    keep &= ~hit
-                if len(ref):
-                    unit = block / np.maximum(np.linalg.norm(block, axis=1, keepdims=True), 1e-12)
-                    sim = unit @ ref.T
-                    best = sim.argmax(axis=1)
-                    cos = sim[np.arange(len(sim)), best]
-                    dup = keep & (cos > exclude_threshold)
-                    for r in np.flatnonzero(dup):
-                        excluded.append(dict(
-                            image_id=ids[start + r], wnid=wnids[start + r], path="",
-                            reason=f"near-duplicate of a stimulus (cosine > {exclude_threshold})",
-                            matched_stimulus=str(ref_ids[best[r]]), cosine=float(cos[r])))
-                    keep &= ~dup
-                writer.append(block[keep], wnids[start:stop][keep], ids[start:stop][keep],
-                              [""] * int(keep.sum()))
-            writer.set_attrs(dict(n_failed=0, n_excluded=len(excluded), n_listed=n))
-            if excluded:
-                writer.set_table("excluded", {c: [e[c] for e in excluded] for c in
-                                              ("image_id", "wnid", "path", "reason",
-                                               "matched_stimulus", "cosine")})
+            _write_rows(writer, feats, features, wnids, ids, dtype, stim_ids, ref, ref_ids,
+                        exclude_threshold, block_rows)
     return out
+
+
+def _row_labels(features: Path, n: int, labels: Path, labels_key: str | None,
+                mapping: str | Path | None, image_ids: str | Path | None
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """The wnid (N,) and image id (N,) of every feature row, checked against ``n``; rows
+    without an image id file are named ``<features file>#<row>``."""
+    table = read_mapping(mapping) if mapping else None
+    wnids = labels_to_wnids(read_array(labels, labels_key, kind="labels"), table, labels)
+    if len(wnids) != n:
+        raise ValueError(f"{labels} holds {len(wnids)} labels but {features} {n} feature "
+                         "rows; expected one label per row.")
+    if image_ids is None:
+        return wnids, np.asarray([f"{features.name}#{i}" for i in range(n)], dtype=str)
+    ids = np.asarray(read_array(image_ids, kind="image_ids")).astype(str).reshape(-1)
+    if len(ids) != n:
+        raise ValueError(f"{image_ids} holds {len(ids)} image ids but {features} {n} "
+                         "feature rows; expected one id per row.")
+    return wnids, ids
+
+
+def _exclusion(out: Path, features: Path, stimuli: Sequence[str | Path],
+               image_ids: str | Path | None, have_reference: bool,
+               exclude_threshold: float) -> tuple[list[str], str]:
+    """The stimulus checks an import can make, and the sentence the bank records about
+    them; warns when whether the bank holds the stimuli is not known."""
+    checks = []
+    if stimuli and image_ids is not None:
+        checks.append("stimulus image ids")
+    if have_reference:
+        checks.append(f"near-duplicates of the stimuli (cosine > {exclude_threshold})")
+    if image_ids is None:
+        exclusion = ("not checkable by image id: the imported bank has no image ids"
+                     + (f"; checked for {checks[0]}" if checks else
+                        "; no stimulus features were given for the near-duplicate guard"))
+    else:
+        exclusion = ("checked: " + " and ".join(checks)) if checks else \
+            "not checked: no stimulus features were given"
+    if image_ids is None or not checks:
+        warnings.warn(
+            f"{out}: stimulus exclusion {exclusion}. Whether the bank imported from "
+            f"{features} contains the stimulus images is not known (about 20 GOD test "
+            "images are ILSVRC training images)"
+            + ("." if checks else "; give the stimulus feature files (stimuli=…, "
+               "--stimuli features/<backbone>/training.h5 test.h5) for the "
+               "near-duplicate guard."), stacklevel=3)
+    return checks, exclusion
+
+
+def _import_manifest(features: Path, labels: Path, mapping: str | Path | None,
+                     image_ids: str | Path | None, stimuli: Sequence[str | Path],
+                     backbone: str, dtype: str, exclude_threshold: float) -> str:
+    """Key of an import: its input files (name, size, mtime) and parameters."""
+    return hashlib.sha256(json.dumps({
+        "features": _file_record(features), "labels": _file_record(labels),
+        "mapping": _file_record(Path(mapping)) if mapping else None,
+        "image_ids": _file_record(Path(image_ids)) if image_ids else None,
+        "stimuli": [_file_record(Path(s)) for s in stimuli], "backbone": backbone,
+        "dtype": dtype, "exclude_threshold": exclude_threshold}, sort_keys=True).encode()
+    ).hexdigest()
+
+
+def _checked_block(feats, features: Path, start: int, stop: int, dtype: str) -> np.ndarray:
+    """Rows ``start:stop`` of the features as float32, refused when NaN/Inf or, for a
+    float16 bank, beyond float16's range."""
+    block = np.asarray(feats[start:stop], dtype=np.float32)
+    bad = ~np.isfinite(block).all(axis=1)
+    if bad.any():
+        raise ValueError(f"{features}: NaN/Inf in {int(bad.sum())} feature row(s) "
+                         f"(e.g. row {start + int(np.flatnonzero(bad)[0])}).")
+    if dtype == "float16" and np.abs(block).max(initial=0) > FLOAT16_MAX:
+        raise ValueError(f"{features}: values beyond float16's range (max |x| "
+                         f"{np.abs(block).max():.3g}); import with dtype=float32.")
+    return block
+
+
+def _excluded_rows(block: np.ndarray, ids: np.ndarray, wnids: np.ndarray, stim_ids: set,
+                   ref: np.ndarray, ref_ids: np.ndarray, exclude_threshold: float
+                   ) -> tuple[np.ndarray, list[dict]]:
+    """Which rows of a block to keep (bool (B,)) and the ``excluded`` entries of the others:
+    stimulus image ids first, then near-duplicates of a stimulus's features."""
+    excluded: list[dict] = []
+    keep = np.ones(len(block), dtype=bool)
+    if stim_ids:
+        hit = np.isin(ids, list(stim_ids))
+        for r in np.flatnonzero(hit):
+            excluded.append(dict(image_id=ids[r], wnid=wnids[r], path="",
+                                 reason="stimulus image id", matched_stimulus=ids[r],
+                                 cosine=float("nan")))
+        keep &= ~hit
+    if len(ref):
+        unit = block / np.maximum(np.linalg.norm(block, axis=1, keepdims=True), 1e-12)
+        sim = unit @ ref.T
+        best = sim.argmax(axis=1)
+        cos = sim[np.arange(len(sim)), best]
+        dup = keep & (cos > exclude_threshold)
+        for r in np.flatnonzero(dup):
+            excluded.append(dict(
+                image_id=ids[r], wnid=wnids[r], path="",
+                reason=f"near-duplicate of a stimulus (cosine > {exclude_threshold})",
+                matched_stimulus=str(ref_ids[best[r]]), cosine=float(cos[r])))
+        keep &= ~dup
+    return keep, excluded
+
+
+def _write_rows(writer: BankWriter, feats, features: Path, wnids: np.ndarray, ids: np.ndarray,
+                dtype: str, stim_ids: set, ref: np.ndarray, ref_ids: np.ndarray,
+                exclude_threshold: float, block_rows: int) -> None:
+    """Append the kept rows block by block, then the counts and the ``excluded`` table."""
+    n = len(ids)
+    excluded: list[dict] = []
+    for start in range(0, n, block_rows):
+        stop = min(start + block_rows, n)
+        block = _checked_block(feats, features, start, stop, dtype)
+        keep, out = _excluded_rows(block, ids[start:stop], wnids[start:stop], stim_ids, ref,
+                                   ref_ids, exclude_threshold)
+        excluded.extend(out)
+        writer.append(block[keep], wnids[start:stop][keep], ids[start:stop][keep],
+                      [""] * int(keep.sum()))
+    writer.set_attrs(dict(n_failed=0, n_excluded=len(excluded), n_listed=n))
+    if excluded:
+        writer.set_table("excluded", {c: [e[c] for e in excluded] for c in
+                                      ("image_id", "wnid", "path", "reason",
+                                       "matched_stimulus", "cosine")})
 
 
 # --------------------------------------------------------------------------- CLI
