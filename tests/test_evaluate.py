@@ -153,12 +153,17 @@ def _check_field_metrics(client, run_id, m, arts, tmp_path):
         assert f"test/gen/{space}" not in m
 
 
-def test_evaluate_refuses_a_generation_run_of_other_data(phantom_features):
+def test_evaluate_refuses_a_generation_run_of_other_data(phantom_features, tmp_path):
+    from sbd import tracking
     from sbd.steps import evaluate
 
     with mlflow.start_run(run_name="generate") as other:
         mlflow.set_tags({"sbd.dataset": "phantom", "sbd.subject": "2", "sbd.roi": ROI})
     with pytest.raises(ValueError, match="sbd.subject='2'"):
-        evaluate._check_generation_run(other.info.run_id, "phantom", SUBJECT, ROI)
+        evaluate._load_generation(other.info.run_id, tracking.chain_tags("phantom", SUBJECT, ROI),
+                                  tmp_path)
+    with pytest.raises(ValueError, match="has no generation.csv"):
+        evaluate._load_generation(other.info.run_id, tracking.chain_tags("phantom", 2, ROI),
+                                  tmp_path)
     with pytest.raises(ValueError, match="n_chance"):
         evaluate.run(dataset="phantom", data_dir=str(phantom_features), n_chance=0)

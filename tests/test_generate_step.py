@@ -23,7 +23,7 @@ def test_generate_step_tiny_end_to_end(phantom_features, mlflow_store, register_
     from sbd.data import god
     from sbd.generate.generators import get_generator
     from sbd.steps import generate
-    from sbd.metrics.generation import load_generation
+    from sbd.steps import evaluate
 
     decoder = register_decoder(phantom_features)
     run_id = generate.run(decoder=decoder, dataset="phantom", data_dir=str(phantom_features),
@@ -66,9 +66,13 @@ def test_generate_step_tiny_end_to_end(phantom_features, mlflow_store, register_
         again = gen.generate([wnids[1]], seed=7, sample=i)[0][0]
         assert (np.asarray(logged.convert("RGB")) == np.asarray(again)).all()
 
-    # the evaluate step reads the table and the images
-    loaded = load_generation(run_id, tmp_path / "eval")
+    # the evaluate step reads the table and the images, and copies the overview grid
+    with mlflow.start_run() as reader:
+        loaded = evaluate._load_generation(run_id, run.data.tags, tmp_path / "eval")
     assert all(p.exists() for ps in loaded["local_paths"] for p in ps)
+    assert [r[:1] for r in loaded["ranks"]] == [[1]] * 3
+    assert {a.path for a in client.list_artifacts(reader.info.run_id, "grids")} == {
+        "grids/overview.png"}
 
     # a second run finds the model trained on this bank instead of training again
     again_id = generate.run(decoder=decoder, dataset="phantom", data_dir=str(phantom_features),

@@ -1,6 +1,7 @@
-"""Metrics of a ``generate`` run's images: the run's table (:func:`load_generation`, images
-downloaded from its artifacts) and the 2AFC judge and n-way identification of the
-generated images against the test stimuli (:func:`evaluate_generation`)."""
+"""Metrics of a ``generate`` run's images: its table (``generation.csv``, read by
+:func:`read_generation`; the images, downloaded by the caller next to it, found by
+:func:`with_local_paths`) and the 2AFC judge and n-way identification of the generated
+images against the test stimuli (:func:`evaluate_generation`)."""
 
 from __future__ import annotations
 
@@ -8,13 +9,13 @@ import logging
 import re
 from pathlib import Path
 
-import mlflow
 import numpy as np
 import pandas as pd
 
 from sbd.metrics.decoding import IDENTIFICATION_NS
 
-__all__ = ["GENERATION_CSV", "GENERATION_COLUMNS", "load_generation", "evaluate_generation"]
+__all__ = ["GENERATION_CSV", "GENERATION_COLUMNS", "check_run_tags", "read_generation", "image_folders",
+           "with_local_paths", "evaluate_generation"]
 
 log = logging.getLogger(__name__)
 
@@ -23,27 +24,37 @@ GENERATION_COLUMNS = ("sample_id", "image_id", "image_paths")
 _RANK = re.compile(r"rank(\d+)_")
 
 
-def load_generation(run_id: str, dst: str | Path) -> pd.DataFrame:
-    """The generation run's table, with ``local_paths`` (downloaded images) and ``ranks``.
+def check_run_tags(run_id: str, tags: dict[str, str], want: dict[str, str]) -> None:
+    """Refuse a generation run made for other data: a ValueError naming each of its tags
+    that differs from ``want`` (the data's tags; a tag the run lacks is not checked)."""
+    wrong = {k: (tags[k], v) for k, v in want.items() if k in tags and tags[k] != v}
+    if wrong:
+        raise ValueError(f"generate_run={run_id!r} was made for other data: "
+                         + ", ".join(f"{k}={a!r} (expected {b!r})" for k, (a, b) in wrong.items()))
 
-    Raises ValueError naming the run when ``generation.csv`` or its columns are missing.
-    """
-    from mlflow.exceptions import MlflowException
 
-    try:
-        csv = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=GENERATION_CSV,
-                                                  dst_path=str(dst))
-    except (MlflowException, OSError) as err:
-        raise ValueError(f"Generation run {run_id} has no {GENERATION_CSV} artifact: {err}") from err
+def read_generation(csv: str | Path, source: str = "") -> pd.DataFrame:
+    """The generation table in ``csv`` (all columns str), checked for
+    :data:`GENERATION_COLUMNS`; ``source`` names it in the error (e.g. ``run <id>``)."""
     table = pd.read_csv(csv, dtype=str, keep_default_na=False)
     missing = [c for c in GENERATION_COLUMNS if c not in table.columns]
     if missing:
-        raise ValueError(f"{GENERATION_CSV} of run {run_id} lacks columns {missing}; "
+        raise ValueError(f"{GENERATION_CSV} of {source or csv} lacks columns {missing}; "
                          f"has {list(table.columns)}.")
-    paths = sorted({p for ps in table["image_paths"] for p in ps.split(";") if p})
-    tops = sorted({p.split("/")[0] for p in paths})
-    for top in tops:  # usually just "generated/"
-        mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=top, dst_path=str(dst))
+    return table
+
+
+def image_folders(table: pd.DataFrame) -> list[str]:
+    """The top-level artifact folders of the table's ``image_paths`` (usually
+    ``["generated"]``): what to download next to it."""
+    paths = {p for ps in table["image_paths"] for p in ps.split(";") if p}
+    return sorted({p.split("/")[0] for p in paths})
+
+
+def with_local_paths(table: pd.DataFrame, dst: str | Path) -> pd.DataFrame:
+    """``table`` with ``local_paths`` (its ``image_paths`` under ``dst``, where the run's
+    artifacts were downloaded) and ``ranks`` (from the ``rank<r>_`` file names; else the
+    position), one list per row."""
     local, ranks = [], []
     for ps in table["image_paths"]:
         items = [p for p in ps.split(";") if p]
@@ -61,7 +72,7 @@ def evaluate_generation(table: pd.DataFrame, image_ids: list[str], stimulus_feat
 
     Parameters
     ----------
-    table : from :func:`load_generation`
+    table : from :func:`with_local_paths`
     image_ids : (n,) the test samples, in the order of ``stimulus_features``
     stimulus_features : (n, D)
 

@@ -6,6 +6,8 @@
 - :func:`plot_categories` — a metric per true category, bars, with the chance level.
 - :func:`plot_by_roi` — a metric by ROI (mean ± sd over subjects, one dot per subject).
 - :func:`plot_against_baseline` — the decoder beside the paper's pipeline and chance.
+- :func:`split_figures` — the three figures of one evaluated split.
+- :func:`report_figures` — every figure of an evaluation report.
 
 Save with :func:`save_png` (temp name, then rename) or ``mlflow.log_figure``.
 """
@@ -335,3 +337,40 @@ def plot_against_baseline(metrics: dict[str, float], prefix: str = "test/",
                  "(wup_specific: top-1 Wu-Palmer minus the same answers shuffled)", fontsize=9)
     fig.tight_layout()
     return fig
+
+
+def split_figures(split: str, evaluation, categories: pd.DataFrame) -> dict[str, Figure]:
+    """The figures of one evaluated split (``figures/<split>_<key>.png``): ``wup_vs_chance``,
+    ``wordnet_graph`` and ``categories``, from its
+    :class:`~sbd.metrics.decoding.DecodingEvaluation` (sample table: ``wup_top1``,
+    ``true_wnid``, ``top1_wnid``; chance level) and its category table."""
+    samples, chance = evaluation.samples, evaluation.chance
+    return {
+        "wup_vs_chance": plot_wup_vs_chance(
+            samples["wup_top1"], chance.pair_values, chance.draws,
+            title=f"{split}: Wu-Palmer similarity, top-1"),
+        "wordnet_graph": plot_wordnet_graph(
+            list(zip(samples["true_wnid"], samples["top1_wnid"])),
+            title=f"{split}: true (green) and decoded (orange) labels in WordNet"),
+        "categories": plot_categories(categories, "wup_top1", chance=chance.mean,
+                                      title=f"{split}: top-1 Wu-Palmer per category"),
+    }
+
+
+def report_figures(report) -> dict[str, Figure]:
+    """Every figure of an :class:`~sbd.metrics.report.EvaluationReport`, name → Figure
+    (``figures/<name>.png``): ``test_vs_paper`` (decoder, paper, attribution arms, chance),
+    ``<split>_<key>`` (:func:`split_figures`) and, with the field's metrics,
+    ``field_metrics`` (:func:`sbd.metrics.field.plot_field_table`)."""
+    from sbd.metrics.baselines import ARMS
+    from sbd.metrics.field import plot_field_table
+
+    figures = {"test_vs_paper": plot_against_baseline(report.metrics, arms=ARMS)}
+    for split, e in report.splits.items():
+        for key, fig in split_figures(split, e, report.categories[split]).items():
+            figures[f"{split}_{key}"] = fig
+    if report.field is not None:
+        f = report.field.result
+        figures["field_metrics"] = plot_field_table(
+            f.long, f.skipped, title=f"The field's metrics ({report.field.n} test samples)")
+    return figures
