@@ -12,6 +12,7 @@ from sklearn.neighbors import NearestNeighbors
 from sbd.decoding import knn
 from sbd.decoding.knn import (METRICS, RULES, FaissIndex, InMemoryBank, KNNLabeller,
                               Neighbours, exact_search, rank_labels, recall_at_k)
+from sbd.features import bank as bank_module
 from sbd.features.bank import FeatureBank, write_bank
 from sbd.registry.signatures import InvalidModelInput
 
@@ -36,13 +37,12 @@ def bank_file(tmp_path_factory):
     return make_bank(tmp_path_factory.mktemp("bank") / "bank.h5")
 
 
-@pytest.fixture(params=["1", "0"], ids=["float16-products", "float32-blocks"])
-def class_rtol(request, monkeypatch):
+@pytest.fixture(params=[True, False], ids=["float16-products", "float32-blocks"])
+def search_path(request):
     """Both search paths: float16 products over the stored rows (AVX-512 CPUs by default;
     neighbours reranked exactly, class distances at float16 precision) and float32 blocks;
-    returns the class-distance tolerance of the path."""
-    monkeypatch.setenv("SBD_KNN_HALF", request.param)
-    return 1e-3 if request.param == "1" else 1e-4
+    returns ``(half, class-distance tolerance of the path)``."""
+    return request.param, 1e-3 if request.param else 1e-4
 
 
 @pytest.fixture(scope="module")
@@ -52,9 +52,11 @@ def queries():
 
 @pytest.mark.parametrize("metric", METRICS)
 @pytest.mark.parametrize("block_size", [100, 4096])
-def test_exact_search_matches_sklearn_brute(bank_file, queries, metric, block_size, class_rtol):
+def test_exact_search_matches_sklearn_brute(bank_file, queries, metric, block_size,
+                                            search_path):
     path, X, wnids, _ = bank_file
-    nb = exact_search(queries, path, k=7, metric=metric, block_size=block_size)
+    nb = exact_search(queries, path, k=7, metric=metric, block_size=block_size,
+                      half=search_path[0])
     d, i = NearestNeighbors(n_neighbors=7, algorithm="brute", metric=metric).fit(X).kneighbors(
         queries)
     np.testing.assert_array_equal(nb.indices, i)
@@ -63,13 +65,14 @@ def test_exact_search_matches_sklearn_brute(bank_file, queries, metric, block_si
 
 
 @pytest.mark.parametrize("metric", METRICS)
-def test_class_distances_and_exclusion(bank_file, queries, metric, class_rtol):
+def test_class_distances_and_exclusion(bank_file, queries, metric, search_path):
+    half, class_rtol = search_path
     path, X, wnids, _ = bank_file
     classes, codes = knn.class_codes(wnids)
     exclude = np.zeros(len(X), bool)
     exclude[::3] = True
     nb = exact_search(queries, path, k=4, metric=metric, block_size=128, codes=codes,
-                      exclude=exclude)
+                      exclude=exclude, half=half)
     D = pairwise_distances(queries, X, metric=metric)
     D[:, exclude] = np.inf
     np.testing.assert_array_equal(nb.indices, np.argsort(D, axis=1, kind="stable")[:, :4])
@@ -80,10 +83,11 @@ def test_class_distances_and_exclusion(bank_file, queries, metric, class_rtol):
 @pytest.mark.parametrize("metric", METRICS)
 @pytest.mark.parametrize("members", [2, 3])
 def test_class_distances_average_the_nearest_members(bank_file, queries, metric, members,
-                                                     class_rtol):
+                                                     search_path):
     """members m: each class's distance is the mean of its m nearest rows, across blocks,
     with duplicate rows counted as separate members, and a class with fewer rows left
     averaging those it has (inf when none)."""
+    half, class_rtol = search_path
     path, X, wnids, _ = bank_file
     X = np.concatenate([X, X[:40]])  # 40 exact duplicates: ties inside and across blocks
     wnids = np.concatenate([wnids, wnids[:40]])
@@ -92,7 +96,7 @@ def test_class_distances_average_the_nearest_members(bank_file, queries, metric,
     exclude[codes == 0] = True  # a class with no row left
     exclude[np.flatnonzero(codes == 1)[members - 1:]] = True  # fewer rows than members
     nb = exact_search(queries, InMemoryBank(X, wnids), k=4, metric=metric, block_size=77,
-                      codes=codes, exclude=exclude, class_members=members)
+                      codes=codes, exclude=exclude, class_members=members, half=half)
     D = pairwise_distances(queries, X, metric=metric)
     D[:, exclude] = np.inf
     want = np.full((len(queries), len(classes)), np.inf)
@@ -128,7 +132,7 @@ def test_parallel_block_reader_equals_featurebank(tmp_path):
     """Banks of earlier sbd (chunked, gzip) are read by parallel chunk decompression."""
     path = make_bank(tmp_path / "gzip.h5", storage="gzip")[0]
     with FeatureBank(path) as bank:
-        layout = knn._fast_layout(bank)
+        layout = bank_module._fast_layout(bank)
         assert layout is not None, "gzip bank files take the parallel chunk reader"
         layout[0].close()
         ours = [(s, b.copy()) for s, b in knn.iter_blocks(bank, 256, workers=3)]
