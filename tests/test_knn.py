@@ -258,6 +258,23 @@ def test_in_memory_bank_equals_file_bank(bank_file, queries):
     b = KNNLabeller(rule="vote", k=9).fit(path).predict_ranked(queries)
     np.testing.assert_array_equal(a[0], b[0])
     np.testing.assert_allclose(a[1], b[1], rtol=1e-5)
+    # sklearn's fit(X, y): an array and its labels make the same in-memory bank
+    c = KNNLabeller(rule="vote", k=9).fit(X, wnids).predict_ranked(queries)
+    np.testing.assert_array_equal(a[0], c[0])
+    np.testing.assert_array_equal(a[1], c[1])
+    with pytest.raises(ValueError, match="needs its labels y"):
+        KNNLabeller().fit(X)
+
+
+def test_rules_are_the_registry():
+    """``RULES`` names the functions of ``LABEL_RULES``, in order; an unknown rule is an
+    error that lists them."""
+    assert RULES == tuple(knn.LABEL_RULES) == ("nearest", "vote", "weighted", "centroid",
+                                                  "semantic")
+    nb = Neighbours(np.zeros((1, 1), np.int64), np.zeros((1, 1), np.float32),
+                    np.array([[WNIDS[0]]]), np.zeros((1, 2), np.float32))
+    with pytest.raises(ValueError, match="Unknown rule='nope'; valid: nearest, vote"):
+        rank_labels(nb, np.array(WNIDS[:2]), rule="nope")
 
 
 @pytest.mark.parametrize("metric", METRICS)
