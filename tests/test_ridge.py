@@ -9,7 +9,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from sbd.decoding.ridge import (
-    RIDGE_SOLVERS, MultiRidge, adjust_predictions, center_scale, decompose, grouped_loo_errors,
+    RIDGE_SOLVERS, SELECTIONS, VOXEL_SCORES, MultiRidge, adjust_predictions, center_scale, decompose, grouped_loo_errors,
     ridge_weights, select_voxels, voxel_scores,
 )
 
@@ -83,6 +83,24 @@ def test_voxel_selection_counts_and_methods():
     m = MultiRidge(n_voxels=0.5, selection="f").fit(X, Y, groups)
     assert m.support_.size == 20 and np.all(m.coef_[np.setdiff1d(np.arange(40), m.support_)] == 0)
 
+
+
+@pytest.mark.parametrize("method", VOXEL_SCORES)
+def test_voxel_scores_match_a_reference(method):
+    """Each registered score against its textbook form: mean |Pearson r| over targets
+    (numpy's corrcoef), one-way ANOVA F across categories (sklearn's f_classif)."""
+    from sklearn.feature_selection import f_classif
+
+    X, Y, _ = _data(60, 40)
+    groups = np.repeat(np.arange(12), 5)
+    got = voxel_scores(X, Y, method, groups)
+    if method == "corr":
+        r = np.corrcoef(X.T, Y.T)[:40, 40:]
+        want = np.abs(r).mean(axis=1)
+    else:
+        want = f_classif(X, groups)[0]
+    np.testing.assert_allclose(got, want, rtol=1e-10)
+    assert SELECTIONS == tuple(VOXEL_SCORES)
 
 def test_test_time_adjustment():
     X, Y, Xt = _data(50, 20)
