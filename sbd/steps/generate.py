@@ -2,83 +2,63 @@
 
 For each test sample (voxels of ``sbd.data.god.load(data_dir, subject, roi, "test")``) the
 decoder (default ``models:/sbd-<dataset>-s<subject>-<roi>-decoder@champion``) ranks labels;
-the generator draws ``n_per_label`` images for each of the ``top_k`` first. Artifacts::
+the generator draws ``n_per_label`` images for each of the ``top_k`` first
+(:func:`sbd.generate.samples.generate_samples`: sample ids, seeds). Artifacts::
 
     generated/<sample_id>/rank<r>_<wnid>_<n>.png   every generated image (mlflow.log_image)
     stimuli/<sample_id>.png                          the seen image
     grids/<sample_id>.png                            stimulus | decoded top-k names | generated
     grids/overview.png                               all sample grids, stacked
-    generation.json (mlflow.log_table), generation.csv
-        sample_id, image_id, true_wnid, true_name, decoded_wnids, decoded_names, scores,
-        image_paths, stimulus_path   (lists ";"-joined; paths relative to the run's artifacts)
+    generation.json (mlflow.log_table), generation.csv   one row per sample, columns
+        :data:`sbd.generate.samples.COLUMNS` (paths relative to the run's artifacts)
     blanked.csv                                      images the safety checker blanked (if any)
 
-``sample_id`` is ``<row:03d>_<image_id>``. Image seeds: :func:`sbd.generate.labels.image_seed`
-of ``(seed, row, wnid, n)``. Metrics: ``generate/n_images``, ``generate/n_blanked``,
-``generate/seconds_per_image``. Tags: ``sbd.decoder_uri``, ``sbd.dataset``, ``sbd.subject``,
+Metrics: ``generate/n_images``, ``generate/n_blanked``, ``generate/seconds_per_image``,
+``generate/n_stimuli_missing``. Tags: ``sbd.decoder_uri``, ``sbd.dataset``, ``sbd.subject``,
 ``sbd.roi``, ``sbd.generator``, ``sbd.model_id``.
 
 ``generator=tiny`` with no ``model_id`` uses the registered ``sbd-<dataset>-tiny-generator``
-version trained on this data folder's bank with preset ``tiny_preset``
-or, when there is none, trains one first in a nested ``train_tiny`` run, as the
-``train_tiny`` entry point does (:func:`sbd.generate.tiny_models.find_or_train`;
-``tiny_preset="none"`` accepts any preset and makes the absence an error instead).
+of this data folder's bank (preset ``tiny_preset``), trained first in a nested ``train_tiny``
+run when there is none (:func:`sbd.generate.samples.open_generator`; ``tiny_preset="none"``
+makes the absence an error instead).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from pathlib import Path
 
 import mlflow
 import numpy as np
 import pandas as pd
-from PIL import Image
 from tqdm.auto import tqdm
 
-from sbd.data.images import SkippedImages, try_read_image
-from sbd.data.layout import resolve_data_dir
-from sbd.data.identity import data_identity
-from sbd.registry.common import decoder_for_data
 from sbd import tracking
-from sbd.tracking import step_run
+from sbd.data.identity import data_identity
+from sbd.data.layout import resolve_data_dir
+from sbd.generate.samples import COLUMNS, GeneratedSample
+from sbd.registry.common import decoder_for_data
 
 log = logging.getLogger(__name__)
 
-COLUMNS = ("sample_id", "image_id", "true_wnid", "true_name", "decoded_wnids", "decoded_names",
-           "scores", "image_paths", "stimulus_path")
-STIMULUS_SIZE = 256
 
-
-
-def _stimulus_image(path: Path | None, record: SkippedImages) -> Image.Image | None:
-    """The stimulus thumbnail, or None (missing, or unreadable: recorded)."""
-    if path is None:
-        return None
-    im, reason = try_read_image(path, draft=(STIMULUS_SIZE, STIMULUS_SIZE))
-    if im is None:
-        log.warning("Stimulus image %s is unreadable (%s): a grey tile.", path, reason)
-        record.add(path, reason, "generate")
-        return None
-    im.thumbnail((STIMULUS_SIZE, STIMULUS_SIZE))
-    return im
-
-
-def _log_images(sid: str, wnids: list[str], images: list[list[Image.Image]],
-                blanked: list[dict]) -> list[str]:
-    """Log one sample's images as ``generated/<sid>/rank<r>_<wnid>_<n>.png``; returns their
-    artifact paths and appends the ones the safety checker blanked to ``blanked``."""
+def _log_sample(s: GeneratedSample, blanked: list[dict]) -> dict[str, str]:
+    """Log one sample's images (``generated/<sid>/rank<r>_<wnid>_<n>.png``), stimulus and
+    grid; append the images the safety checker blanked to ``blanked``; its table row."""
     paths = []
-    for r, (w, imgs) in enumerate(zip(wnids, images), start=1):
+    for r, (w, imgs) in enumerate(zip(s.wnids, s.images), start=1):
         for j, img in enumerate(imgs):
-            path = f"generated/{sid}/rank{r}_{w}_{j}.png"
+            path = f"generated/{s.sample_id}/rank{r}_{w}_{j}.png"
             mlflow.log_image(img, artifact_file=path)
             paths.append(path)
             if img.info.get("sbd.blanked") == "true":
-                blanked.append({"sample_id": sid, "path": path, "wnid": w,
+                blanked.append({"sample_id": s.sample_id, "path": path, "wnid": w,
                                 "seed": img.info.get("sbd.seed", "")})
-    return paths
+    stim_path = f"stimuli/{s.sample_id}.png" if s.stimulus is not None else ""
+    if s.stimulus is not None:
+        mlflow.log_image(s.stimulus, artifact_file=stim_path)
+    mlflow.log_image(s.grid, artifact_file=f"grids/{s.sample_id}.png")
+    return s.row(paths, stim_path)
 
 
 def run(decoder: str = "", dataset: str = "phantom", data_dir: str = "", subject: int = 1,
@@ -101,9 +81,9 @@ def run(decoder: str = "", dataset: str = "phantom", data_dir: str = "", subject
     limit : only the first ``limit`` test samples (0 = all).
     """
     from sbd.data import god
-    from sbd.generate import grids, tiny_models
-    from sbd.generate.generators import GENERATORS, get_generator
-    from sbd import wordnet
+    from sbd.generate import grids
+    from sbd.generate.generators import GENERATORS
+    from sbd.generate.samples import generate_samples, open_generator
 
     if generator not in GENERATORS:
         raise ValueError(f"Unknown generator={generator!r}; valid: {', '.join(GENERATORS)}.")
@@ -119,69 +99,39 @@ def run(decoder: str = "", dataset: str = "phantom", data_dir: str = "", subject
     tags = {tracking.model_tag("decoder"): decoder_uri,
             **tracking.chain_tags(dataset, subject, roi), tracking.GENERATOR_TAG: generator,
             **tracking.data_tags(identity)}
-    with step_run("generate", params, tags=tags) as active:
+    with tracking.step_run("generate", params, tags=tags) as active:
         test = god.load(data_root, int(subject), roi, "test")
         n = len(test.image_ids) if not limit else min(int(limit), len(test.image_ids))
         all_wnids, all_scores, k = _decode(decoder_uri, test.voxels[:n], int(top_k))
-
-        gen_model_id = model_id or None
-        if generator == "tiny" and not model_id:
-            gen_model_id = tiny_models.find_or_train(dataset, data_root, tiny_preset, progress)
-        mlflow.set_tag(tracking.MODEL_ID_TAG,
-                       str(gen_model_id or GENERATORS[generator].default_model_id))
-        gen = get_generator(generator, gen_model_id, device=device,
-                            steps=int(steps) or None, guidance=float(guidance))
-
-        stim_paths, missing = god.stimulus_paths(data_root, test.image_ids[:n], "test")
-        if missing:
-            log.warning("%d test stimulus image(s) missing (e.g. %s): grey tiles.",
-                        len(missing), missing[0])
+        gen, gen_model = open_generator(generator, model_id, dataset, data_root, tiny_preset,
+                                        device, steps, guidance, progress)
+        mlflow.set_tag(tracking.MODEL_ID_TAG, gen_model)
         rows, grid_rows, blanked = [], [], []
-        record, n_no_stimulus = SkippedImages(data_root), 0
         t0 = time.perf_counter()
-        n_images = 0
-        for i in tqdm(range(n), desc="generate", unit="sample", disable=not progress):
-            image_id = test.image_ids[i]
-            sid = f"{i:03d}_{image_id}"
-            wnids, scores = all_wnids[i][:k], all_scores[i][:k]
-            images = gen.generate(wnids, seed=int(seed), n_per_label=int(n_per_label), sample=i)
-            paths = _log_images(sid, wnids, images, blanked)
-            n_images += len(paths)
-            stim = _stimulus_image(stim_paths[i], record)
-            n_no_stimulus += stim is None
-            stim_path = f"stimuli/{sid}.png"
-            if stim is not None:
-                mlflow.log_image(stim, artifact_file=stim_path)
-            names = [wordnet.name(w) for w in wnids]
-            true_name = wordnet.name(test.wnids[i])
-            grid = grids.sample_grid(stim, images, names, list(scores), true_name=true_name,
-                                     title=sid)
-            mlflow.log_image(grid, artifact_file=f"grids/{sid}.png")
-            grid_rows.append(grid)
-            rows.append({"sample_id": sid, "image_id": image_id, "true_wnid": test.wnids[i],
-                         "true_name": true_name, "decoded_wnids": ";".join(wnids),
-                         "decoded_names": ";".join(names),
-                         "scores": ";".join(f"{s:.6g}" for s in scores),
-                         "image_paths": ";".join(paths),
-                         "stimulus_path": stim_path if stim is not None else ""})
+        for s in tqdm(generate_samples(gen, data_root, test.image_ids[:n], test.wnids[:n],
+                                       all_wnids, all_scores, k, int(seed), int(n_per_label)),
+                      total=n, desc="generate", unit="sample", disable=not progress):
+            rows.append(_log_sample(s, blanked))
+            grid_rows.append(s.grid)
         mlflow.log_image(grids.overview_grid(grid_rows), artifact_file="grids/overview.png")
+        n_images = sum(len(r["image_paths"].split(";")) for r in rows if r["image_paths"])
         _log_tables(rows, blanked, n_images)
         mlflow.log_metrics({"generate/n_images": n_images, "generate/n_blanked": len(blanked),
                             "generate/seconds_per_image":
                                 (time.perf_counter() - t0) / max(1, n_images),
-                            "generate/n_stimuli_missing": n_no_stimulus})
+                            "generate/n_stimuli_missing":
+                                sum(not r["stimulus_path"] for r in rows)})
         return active.info.run_id
 
 
 def _decode(decoder_uri: str, voxels: np.ndarray, top_k: int
-            ) -> tuple[list[list[str]], list[list[float]], int]:
+            ) -> tuple[list[list[str]], np.ndarray, int]:
     """Ranked wnids and scores of the decoder for ``voxels``, and the ranks used (``top_k``
     capped at the decoder's K)."""
     from sbd.decoding.decoder import ranked_scores, ranked_wnids
+    from sbd.metrics.report import voxel_table
 
-    model = mlflow.pyfunc.load_model(decoder_uri)
-    cols = [f"v{i}" for i in range(voxels.shape[1])]
-    ranked = model.predict(pd.DataFrame(np.asarray(voxels, np.float64), columns=cols))
+    ranked = mlflow.pyfunc.load_model(decoder_uri).predict(voxel_table(voxels))
     wnids, scores = ranked_wnids(ranked), ranked_scores(ranked)
     k = min(top_k, len(wnids[0]))
     if k < top_k:
