@@ -47,8 +47,8 @@ def _log_report(r: rep.EvaluationReport, tmp: Path) -> None:
 
 
 def _open_decoder(uri: str, identity, dataset: str) -> tuple[object, dict[str, str], str]:
-    """The decoder pyfunc, its registered version's tags and its backbone (tagged); a decoder
-    trained on other data (its ``data_id`` tag) is warned about and tagged ``sbd.data_mismatch``."""
+    """The decoder pyfunc, its version's tags, its backbone (tagged); warns about and tags
+    (``sbd.data_mismatch``) a decoder trained on other data (its ``data_id`` tag)."""
     from sbd.features.backbones import resolve_backbone
 
     info = resolve_model_version(uri, "train_decoder")[1] if uri.startswith("models:/") else {}
@@ -66,8 +66,7 @@ def _open_decoder(uri: str, identity, dataset: str) -> tuple[object, dict[str, s
 def _log_on_model(metrics: dict[str, float], info: dict[str, str], identity, test,
                   subject: int, roi: str, run_id: str) -> None:
     """Log ``metrics``, the headline ones linked to the decoder's LoggedModel and to the test
-    data (an ``mlflow.data`` dataset named after the data's identity, subject, ROI, split)
-    so that the UI's model pages compare decoders on named data; describe the version."""
+    data (an ``mlflow.data`` dataset: data identity, subject, ROI, split); describe the version."""
     finite = {k: float(v) for k, v in metrics.items() if np.isfinite(v)}
     model_id = info.get("model_id") or None
     name = f"{identity.dataset}-{identity.data_id}-s{int(subject)}-{roi}-test"

@@ -16,8 +16,9 @@ exits non-zero) when the report lists a problem.
 normalisation as measured, tag ``sbd.data.normalisation``); when it is valid,
 :func:`sbd.data.god_npz.write_images` writes the stimulus images out in the GOD layout in
 the same folder (a no-op when already written; tag ``sbd.data.images_reused``); tag
-``sbd.data.package_key`` (:func:`npz_package_key`: a cached run is valid only while it matches
-the package on disk).
+``sbd.data.package_key`` (:func:`sbd.data.freshness.npz_package_key`: a cached run is valid
+only while it matches the package on disk). The report's text, metrics and tags:
+:mod:`sbd.data.reports`.
 """
 
 from __future__ import annotations
@@ -26,53 +27,19 @@ import json
 import logging
 import tempfile
 from pathlib import Path
-from typing import Any
 
 import mlflow
 
 from sbd import tracking
+from sbd.data import reports
+from sbd.data.freshness import PACKAGE_KEY_TAG, npz_package_key
 from sbd.data.layout import DATASETS, resolve_data_dir
 
 log = logging.getLogger(__name__)
 
-PACKAGE_KEY_TAG = "sbd.data.package_key"
-
 
 class DataProblem(RuntimeError):
     """A GOD folder that cannot be used as it is (the message lists what is wrong)."""
-
-
-def report_text(report: dict[str, Any]) -> str:
-    """The GOD validation report (:func:`sbd.data.god.validate`) as readable text."""
-    lines = [f"GOD data folder: {report.get('data_dir')}",
-             f"status: {'OK' if report.get('ok') else 'PROBLEMS'}", ""]
-    for sset, info in (report.get("image_lists") or {}).items():
-        lines.append(f"image list {sset}: " + (f"{info['n']} images ({info['path']})" if info
-                                               else "absent"))
-    for sset, info in (report.get("images") or {}).items():
-        lines.append(f"image folder {sset}: {info['n']} files ({info['folder']})")
-    for sid, sub in sorted((report.get("subjects") or {}).items(), key=lambda kv: int(kv[0])):
-        lines += ["", f"subject {sid}: {sub.get('file')}"]
-        if sub.get("rois"):
-            lines.append("  ROIs (voxels): "
-                         + ", ".join(f"{r} {n}" for r, n in sub["rois"].items()))
-        if sub.get("samples"):
-            lines.append("  samples: " + ", ".join(f"{k} {v}" for k, v in sub["samples"].items()))
-        if sub.get("images"):
-            lines.append("  distinct images/categories: "
-                         + ", ".join(f"{k} {v}" for k, v in sub["images"].items()))
-        for sset, ids in (sub.get("missing_images") or {}).items():
-            if ids:
-                lines.append(f"  missing {sset} images: {len(ids)} (e.g. {', '.join(ids[:5])})")
-        if sub.get("normalisation"):
-            lines.append(f"  normalisation: {sub['normalisation']['verdict']}")
-        for p in sub.get("problems", []):
-            lines.append(f"  PROBLEM: {p}")
-    if report.get("warnings"):
-        lines += ["", "warnings:"] + [f"  - {w}" for w in report["warnings"]]
-    if report.get("problems"):
-        lines += ["", "problems:"] + [f"  - {p}" for p in report["problems"]]
-    return "\n".join(lines) + "\n"
 
 
 def _log_text(name: str, text: str) -> None:
@@ -96,18 +63,13 @@ def _phantom(root: Path, preset: str, snr: float | None, seed: int,
     reused = before is not None and before.get("created") == manifest.get("created")
     sizes = manifest["sizes"]
     mlflow.log_metrics({
-        "data/n_categories_available": sizes["categories_available"],
-        "data/n_train_categories": sizes["train_categories"],
-        "data/n_test_categories": sizes["test_categories"],
-        "data/n_bank_categories": sizes["bank_categories"],
-        "data/n_train_images": sizes["train_images"],
-        "data/n_test_images": sizes["test_images"],
-        "data/n_bank_images": sizes["bank_images"],
-        "data/n_trials": sizes["trials"],
+        **{f"data/n_{k}": sizes[k] for k in ("categories_available", "train_categories",
+                                              "test_categories", "bank_categories",
+                                              "train_images", "test_images", "bank_images",
+                                              "trials")},
         "data/n_subjects": len(sizes["subjects"]),
         "data/build_seconds": manifest["build_seconds"] if not reused else 0.0,
-        "data/snr": manifest["params"]["snr"],
-    })
+        "data/snr": manifest["params"]["snr"]})
     mlflow.set_tags({"sbd.data.reused": str(reused).lower(),
                      "sbd.data.images_reused": str(bool(manifest.get("images_reused"))).lower(),
                      "sbd.data.manifest": str((root / phantom.MANIFEST_NAME).resolve()),
@@ -121,78 +83,33 @@ def _phantom(root: Path, preset: str, snr: float | None, seed: int,
              sizes["test_categories"], len(sizes["subjects"]))
 
 
-def _god(root: Path) -> None:
-    from sbd.data import god
+def _validate(root: Path, dataset: str) -> None:
+    """Validate a GOD folder (``god``) or a Kamitani npz package (``god-npz``) and log the
+    report (module doc); :class:`DataProblem` when it lists a problem. A valid npz package
+    gets its stimulus images written out."""
+    from sbd.data import god, god_npz
 
-    report = god.validate(root)
-    text = report_text(report)
+    report = (god_npz if dataset == "god-npz" else god).validate(root)
+    text = reports.report_text(report)
     _log_text("validation.json", json.dumps(report, indent=1, sort_keys=True, default=str))
     _log_text("validation.txt", text)
-    subjects = report.get("subjects") or {}
-    mlflow.log_metrics({"data/n_subjects": len(subjects),
-                        "data/n_problems": len(report.get("problems", [])),
-                        "data/n_missing_images": sum(
-                            len(v) for v in (report.get("missing_images") or {}).values()),
-                        "data/n_unreadable_images": sum(
-                            len(v) for v in (report.get("unreadable_images") or {}).values()),
-                        **{f"data/n_{split}_trials_without_image": sum(
-                            s.get("samples_without_image", {}).get(split, 0)
-                            for s in subjects.values()) for split in ("train", "test")}})
-    mlflow.set_tag("sbd.data.valid", str(bool(report.get("ok"))).lower())
+    metrics, tags = reports.report_figures(report, dataset)
+    mlflow.log_metrics(metrics)
+    mlflow.set_tags(tags)
     log.info("%s", text)
     if not report.get("ok"):
-        raise DataProblem(f"GOD data in {root} has {len(report['problems'])} problem(s):\n"
+        what = "Kamitani npz package" if dataset == "god-npz" else "GOD data"
+        raise DataProblem(f"{what} in {root} has {len(report['problems'])} problem(s):\n"
                           + "\n".join(f"- {p}" for p in report["problems"])
                           + "\n(full report: run artifact data/validation.txt)")
-
-
-def npz_package_key(root: str | Path) -> str:
-    """The identity of the Kamitani npz package in ``root`` as it is on disk: a hash of the
-    names, sizes and modification times of its files (``sbj_N.npz``, ``images_256.npz``,
-    the label CSVs; a missing one counts as such). Cheap: no file is read."""
-    import hashlib
-
-    from sbd.data import layout
-
-    root = Path(root)
-    names = [layout.npz_subject_file(root, s).name for s in layout.npz_subjects(root)]
-    h = hashlib.sha256()
-    for name in names + [layout.NPZ_IMAGES, *layout.NPZ_LABEL_CSVS.values()]:
-        path = root / name
-        st = path.stat() if path.is_file() else None
-        h.update(f"{name}:{st.st_size if st else -1}:{st.st_mtime_ns if st else -1};".encode())
-    return h.hexdigest()[:16]
-
-
-def _god_npz(root: Path) -> None:
-    from sbd.data import god_npz
-
-    report = god_npz.validate(root)
-    text = report_text(report)
-    _log_text("validation.json", json.dumps(report, indent=1, sort_keys=True, default=str))
-    _log_text("validation.txt", text)
-    subjects = report.get("subjects") or {}
-    images = report.get("images") or {}
-    mlflow.log_metrics({"data/n_subjects": len(subjects),
-                        "data/n_problems": len(report.get("problems", [])),
-                        **{f"data/n_{sset}_images": info["n"] for sset, info in images.items()}})
-    norms = [s["normalisation"]["zscored"] for s in subjects.values() if "normalisation" in s]
-    mlflow.set_tags({"sbd.data.valid": str(bool(report.get("ok"))).lower(),
-                     "sbd.data.normalisation": (
-                         "z-scored per voxel (used as it is)" if norms and all(norms) else
-                         "not z-scored per voxel: z-scored over each split when loaded"
-                         if norms and not any(norms) else "mixed" if norms else "unknown")})
-    log.info("%s", text)
-    if not report.get("ok"):
-        raise DataProblem(f"Kamitani npz package in {root} has {len(report['problems'])} "
-                          "problem(s):\n" + "\n".join(f"- {p}" for p in report["problems"])
-                          + "\n(full report: run artifact data/validation.txt)")
-    written = god_npz.write_images(root)
-    mlflow.set_tags({"sbd.data.images_reused": str(not written["written"]).lower(),
-                     PACKAGE_KEY_TAG: npz_package_key(root)})
-    log.info("stimulus images %s in %s (%s)", "written" if written["written"] else "reused",
-             written["folder"], ", ".join(f"{s}: {n} images, stored as {written['image_dtype'][s]}"
-                                          for s, n in written["n_images"].items()))
+    if dataset == "god-npz":
+        written = god_npz.write_images(root)
+        mlflow.set_tags({"sbd.data.images_reused": str(not written["written"]).lower(),
+                         PACKAGE_KEY_TAG: npz_package_key(root)})
+        log.info("stimulus images %s in %s (%s)", "written" if written["written"] else "reused",
+                 written["folder"], ", ".join(f"{s}: {n} images, stored as "
+                                              f"{written['image_dtype'][s]}"
+                                              for s, n in written["n_images"].items()))
 
 
 def run(dataset: str = "phantom", data_dir: str = "", preset: str = "default",
@@ -219,8 +136,6 @@ def run(dataset: str = "phantom", data_dir: str = "", preset: str = "default",
         if dataset == "phantom":
             _phantom(root, preset, None if snr is None or snr < 0 else float(snr), int(seed),
                      int(n_subjects) or None, progress)
-        elif dataset == "god-npz":
-            _god_npz(root)
         else:
-            _god(root)
+            _validate(root, dataset)
         return active.info.run_id
