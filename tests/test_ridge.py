@@ -9,8 +9,8 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from sbd.decoding.ridge import (
-    RIDGE_SOLVERS, SELECTIONS, VOXEL_SCORES, MultiRidge, adjust_predictions, center_scale, decompose, grouped_loo_errors,
-    ridge_weights, select_voxels, voxel_scores,
+    RIDGE_SOLVERS, SELECTIONS, VOXEL_SCORES, MultiRidge, adjust_predictions, center_scale,
+    decompose, grouped_loo_errors, ridge_weights, select_voxels, voxel_scores,
 )
 
 SHAPES = {"v<n": (70, 25), "v>n": (30, 90)}

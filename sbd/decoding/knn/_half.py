@@ -55,7 +55,7 @@ def row_norms(bank: Any, matrix: np.ndarray, metric: str, block_rows: int = 8192
 
 def half_scores(matrix: np.ndarray, norms: torch.Tensor, q: torch.Tensor, metric: str,
                 block_size: int) -> Iterator[tuple[int, torch.Tensor]]:
-    """``(start, scores)`` per block, as ``_search.block_scores`` but from float16 products:
+    """``(start, scores)`` per block, as ``_search._block_scores`` but from float16 products:
     the queries are scaled to unit norm (so products stay within float16's range) and
     multiplied with the bank rows as stored, with no float32 copy of the bank.  The scores
     carry float16 rounding (relative ~5e-4 of |q||b|); :func:`rerank` makes the returned
