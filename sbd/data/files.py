@@ -10,9 +10,10 @@ against the size it declares —, not HDF5 at all, locked by another process) an
 
 from __future__ import annotations
 
-import hashlib
 import re
 from pathlib import Path
+
+from sbd.files import file_sha256  # re-exported: its home is sbd.files
 
 __all__ = ["BrokenFileError", "open_hdf5", "GOD_DOWNLOAD", "file_sha256"]
 
@@ -59,12 +60,3 @@ def open_hdf5(path: str | Path, remedy: str):
     except OSError as err:
         problem, refetch = _problem(str(err), size)
         raise BrokenFileError(f"{path} {problem}." + (f" {remedy}" if refetch else "")) from err
-
-
-def file_sha256(path: str | Path) -> str:
-    """The SHA-256 of a file's content, read in 1 MiB blocks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()

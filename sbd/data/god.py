@@ -117,26 +117,24 @@ def _check_roi(roi: str) -> str:
     return roi
 
 
-def _subjects_present(data_dir: str | Path) -> list[int]:
-    folder = layout.fmri_file(data_dir, 1).parent
-    found = []
-    if folder.is_dir():
-        for p in folder.glob("Subject*.h5"):
-            num = p.stem[len("Subject"):]
-            if num.isdigit():
-                found.append(int(num))
-    return sorted(found)
-
-
-def _check_subject(data_dir: str | Path, subject) -> int:
-    valid = _subjects_present(data_dir) or list(GOD_SUBJECTS)
+def subject_number(subject) -> int | None:
+    """``subject`` as a subject number (a positive integer: ``3``, ``"3"``, ``3.0``), or None
+    when it is not one (``0``, ``2.5``, ``True``, ``"s3"``)."""
+    if isinstance(subject, bool):
+        return None
     try:
         num = int(subject)
         if isinstance(subject, float) and subject != num:
             raise ValueError
     except (TypeError, ValueError):
-        num = None
-    if num is None or num < 1 or isinstance(subject, bool):
+        return None
+    return num if num >= 1 else None
+
+
+def _check_subject(data_dir: str | Path, subject) -> int:
+    num = subject_number(subject)
+    if num is None:
+        valid = layout.fmri_subjects(data_dir) or list(GOD_SUBJECTS)
         raise ValueError(
             f"Unknown subject={subject!r}; valid: {', '.join(map(str, valid))} "
             "(an integer, N of SubjectN.h5)."
@@ -146,7 +144,7 @@ def _check_subject(data_dir: str | Path, subject) -> int:
 
 def _missing_file_error(data_dir: str | Path, subject: int) -> FileNotFoundError:
     path = layout.fmri_file(data_dir, subject)
-    present = _subjects_present(data_dir)
+    present = layout.fmri_subjects(data_dir)
     have = (
         f"Subjects present there: {', '.join(map(str, present))}. "
         if present
@@ -248,6 +246,16 @@ def _label_key(bdata, path: Path) -> str:
         f"{path}: no stimulus label column; expected metadata key 'stimulus_id' (or a "
         f"one-column 'Label'). Keys present: {', '.join(keys)}."
     )
+
+
+def _split_columns(bdata, path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
+    """The ``DataType``, ``Run`` and stimulus label columns, each (n,), and the label's key."""
+    _require_keys(bdata, path, ("DataType", "Run"))
+    label_key = _label_key(bdata, path)
+    datatype = _column(bdata, "DataType", path)
+    runs = _column(bdata, "Run", path)
+    labels = _column(bdata, label_key, path)
+    return datatype, runs, labels, label_key
 
 
 def _require_keys(bdata, path: Path, keys: Iterable[str]) -> None:
@@ -476,13 +484,31 @@ def load(
     path = layout.fmri_file(data_dir, subject)
     if not path.is_file():
         raise _missing_file_error(data_dir, subject)
-    bdata = read_bdata(path)
-    _require_keys(bdata, path, ("DataType", "Run"))
-    label_key = _label_key(bdata, path)
+    x, runs, labels, wnids, image_ids = _read_split(read_bdata(path), path, roi, split, zscore)
+    n_trials = np.ones(len(labels), dtype=int)
+    if average and split in ("test", "imagery"):
+        keys = image_ids if split == "test" else wnids
+        x, uniq, first, n_trials, (runs, labels) = _average(x, keys, runs, labels)
+        wnids = [wnids[i] for i in first]
+        image_ids = [image_ids[i] for i in first]
+    return GODSample(
+        voxels=np.ascontiguousarray(x, dtype=np.float32),
+        wnids=list(wnids),
+        image_ids=list(image_ids),
+        labels=np.asarray(labels, dtype=np.float64),
+        runs=np.asarray(runs, dtype=int),
+        split=split,
+        subject=subject,
+        roi=roi,
+        n_trials=np.asarray(n_trials, dtype=int),
+    )
 
-    datatype = _column(bdata, "DataType", path)
-    runs = _column(bdata, "Run", path)
-    labels = _column(bdata, label_key, path)
+
+def _read_split(bdata, path: Path, roi: str, split: str, zscore: bool
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str], list[str]]:
+    """One split's checked rows, in file order: voxels of ``roi`` (n, v) (z-scored within
+    each run when ``zscore``), runs (n,) int, labels (n,), wnids and image ids."""
+    datatype, runs, labels, label_key = _split_columns(bdata, path)
     _check_finite(datatype, "DataType", path)
     x_all, columns = _roi_voxels(bdata, roi, path)
     _check_finite(x_all, f"ROI {roi} voxels", path, datatype=datatype, columns=columns)
@@ -501,26 +527,7 @@ def load(
     if zscore:
         x = zscore_by_run(x, runs)  # a run holds one DataType: the paper's per-run scaling
     wnids, image_ids = _decode_all(labels, split == "imagery", path)
-    runs = runs.astype(int)
-    n_trials = np.ones(len(labels), dtype=int)
-
-    if average and split in ("test", "imagery"):
-        keys = image_ids if split == "test" else wnids
-        x, uniq, first, n_trials, (runs, labels) = _average(x, keys, runs, labels)
-        wnids = [wnids[i] for i in first]
-        image_ids = [image_ids[i] for i in first]
-
-    return GODSample(
-        voxels=np.ascontiguousarray(x, dtype=np.float32),
-        wnids=list(wnids),
-        image_ids=list(image_ids),
-        labels=np.asarray(labels, dtype=np.float64),
-        runs=np.asarray(runs, dtype=int),
-        split=split,
-        subject=subject,
-        roi=roi,
-        n_trials=np.asarray(n_trials, dtype=int),
-    )
+    return x, runs.astype(int), labels, wnids, image_ids
 
 
 def _image_list_paths(data_dir: str | Path, stimulus_set: str) -> list[Path]:
@@ -653,7 +660,7 @@ def validate(data_dir: str | Path, min_train_fraction: float = 0.5) -> dict:
     lists = _validate_image_lists(data_dir, report)
     indexes = _validate_stimulus_images(data_dir, report)
 
-    present = _subjects_present(data_dir)
+    present = layout.fmri_subjects(data_dir)
     if not present:
         report["problems"].append(
             f"no fMRI files in {layout.fmri_file(data_dir, 1).parent}: GOD's go in "
@@ -741,16 +748,41 @@ def _validate_subject(data_dir: Path, subject: int, lists: dict, indexes: dict,
                  "samples_without_image": {}}
     try:
         bdata = read_bdata(path)
-        _require_keys(bdata, path, ("DataType", "Run"))
-        label_key = _label_key(bdata, path)
-        datatype = _column(bdata, "DataType", path)
-        runs = _column(bdata, "Run", path)
-        labels = _column(bdata, label_key, path)
+        datatype, runs, labels, label_key = _split_columns(bdata, path)
     except (ValueError, FileNotFoundError) as exc:
         sub["problems"].append(str(exc))
         return sub
     sub["label_key"] = label_key
     sub["n_samples"] = int(len(datatype))
+    _validate_rois(sub, bdata, datatype, path)
+    sub["samples"], sub["images"], sub["runs"] = {}, {}, {}
+    sub["missing_images"] = {s: [] for s in layout.STIMULUS_SETS}
+    for split, code in DATATYPES.items():
+        rows = np.isfinite(datatype) & (datatype == code)
+        sub["samples"][split] = int(rows.sum())
+        sub["runs"][split] = int(len(np.unique(runs[rows][np.isfinite(runs[rows])])))
+        if not rows.any():
+            sub["images"][split] = 0
+            sub["problems"].append(f"no {split} samples (DataType {code}).")
+            continue
+        try:
+            _check_finite(runs[rows], f"Run of the {split} samples", path)
+            _check_finite(labels[rows], f"{label_key} of the {split} samples", path)
+            wnids, image_ids = _decode_all(labels[rows], split == "imagery", path)
+        except ValueError as exc:
+            sub["problems"].append(str(exc))
+            sub["images"][split] = None
+            continue
+        sub["images"][split] = len(set(image_ids))
+        if split != "imagery":
+            _validate_split_images(sub, data_dir, split, image_ids, lists, indexes,
+                                   min_train_fraction)
+    return sub
+
+
+def _validate_rois(sub: dict, bdata, datatype: np.ndarray, path: Path) -> None:
+    """ROI voxel counts into ``sub["rois"]`` (GOD's order first); absent or empty ROIs and
+    NaN/Inf voxels or DataType values into ``sub["problems"]``."""
     rois = roi_voxel_counts(bdata)
     sub["rois"] = {r: rois[r] for r in ROIS if r in rois} | {
         r: n for r, n in rois.items() if r not in ROIS
@@ -772,54 +804,39 @@ def _validate_subject(data_dir: Path, subject: int, lists: dict, indexes: dict,
     except ValueError as exc:
         sub["problems"].append(str(exc))
 
-    sub["samples"], sub["images"], sub["runs"] = {}, {}, {}
-    sub["missing_images"] = {s: [] for s in layout.STIMULUS_SETS}
-    for split, code in DATATYPES.items():
-        rows = np.isfinite(datatype) & (datatype == code)
-        sub["samples"][split] = int(rows.sum())
-        sub["runs"][split] = int(len(np.unique(runs[rows][np.isfinite(runs[rows])])))
-        if not rows.any():
-            sub["images"][split] = 0
-            sub["problems"].append(f"no {split} samples (DataType {code}).")
-            continue
-        try:
-            _check_finite(runs[rows], f"Run of the {split} samples", path)
-            _check_finite(labels[rows], f"{label_key} of the {split} samples", path)
-            wnids, image_ids = _decode_all(labels[rows], split == "imagery", path)
-        except ValueError as exc:
-            sub["problems"].append(str(exc))
-            sub["images"][split] = None
-            continue
-        uniq = sorted(set(image_ids))
-        sub["images"][split] = len(uniq)
-        if split == "imagery":
-            continue
-        sset = STIMULUS_SET_OF_SPLIT[split]
-        missing = [i for i in uniq if i not in indexes[sset]]
-        sub["missing_images"][sset] = missing
-        n_without = int(np.isin(np.asarray(image_ids), missing).sum())
-        sub["samples_without_image"][split] = n_without
-        if missing:
-            what = (f"{len(missing)} of {len(uniq)} {sset} stimulus images missing or "
-                    f"unreadable in {layout.images_dir(data_dir, sset)} (e.g. "
-                    f"{_head(missing, 5)}): {n_without} of {int(rows.sum())} {split} samples")
-            n_kept = int(rows.sum()) - n_without
-            if split == "train" and n_kept < min_train_fraction * int(rows.sum()):
-                sub["problems"].append(
-                    f"{what} have no image, leaving {n_kept}: below min_train_fraction="
-                    f"{min_train_fraction:g}. {IMAGES_HELP}")
-            elif split == "train":
-                sub["warnings"].append(f"{what} will be left out of training.")
-            else:
-                sub["warnings"].append(
-                    f"{what} are still decoded (labels need only the wnid) and left out of "
-                    "the image-based metrics.")
-        df = lists.get(sset)
-        if df is not None:
-            not_listed = sorted(set(uniq) - set(df["image_id"]))
-            if not_listed:
-                sub["problems"].append(
-                    f"{len(not_listed)} {split} images not in {df.attrs['path']} "
-                    f"(e.g. {_head(not_listed, 5)})."
-                )
-    return sub
+
+def _validate_split_images(sub: dict, data_dir: Path, split: str, image_ids: list[str],
+                           lists: dict, indexes: dict, min_train_fraction: float) -> None:
+    """The stimulus images of a perception split's samples (``image_ids``, one per sample):
+    missing or unreadable ones (a problem for training below ``min_train_fraction``, else
+    a warning) and ones the image list does not hold (a problem)."""
+    n_rows = len(image_ids)
+    uniq = sorted(set(image_ids))
+    sset = STIMULUS_SET_OF_SPLIT[split]
+    missing = [i for i in uniq if i not in indexes[sset]]
+    sub["missing_images"][sset] = missing
+    n_without = int(np.isin(np.asarray(image_ids), missing).sum())
+    sub["samples_without_image"][split] = n_without
+    if missing:
+        what = (f"{len(missing)} of {len(uniq)} {sset} stimulus images missing or "
+                f"unreadable in {layout.images_dir(data_dir, sset)} (e.g. "
+                f"{_head(missing, 5)}): {n_without} of {n_rows} {split} samples")
+        n_kept = n_rows - n_without
+        if split == "train" and n_kept < min_train_fraction * n_rows:
+            sub["problems"].append(
+                f"{what} have no image, leaving {n_kept}: below min_train_fraction="
+                f"{min_train_fraction:g}. {IMAGES_HELP}")
+        elif split == "train":
+            sub["warnings"].append(f"{what} will be left out of training.")
+        else:
+            sub["warnings"].append(
+                f"{what} are still decoded (labels need only the wnid) and left out of "
+                "the image-based metrics.")
+    df = lists.get(sset)
+    if df is not None:
+        not_listed = sorted(set(uniq) - set(df["image_id"]))
+        if not_listed:
+            sub["problems"].append(
+                f"{len(not_listed)} {split} images not in {df.attrs['path']} "
+                f"(e.g. {_head(not_listed, 5)})."
+            )

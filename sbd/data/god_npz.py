@@ -60,9 +60,7 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import shutil
-import uuid
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,7 +69,9 @@ from typing import Sequence
 import numpy as np
 
 from sbd.data import layout
-from sbd.data.god import GODSample, ROIS, SPLITS, decode_label, zscore_by_run
+from sbd.files import staged_dir
+from sbd.data.god import (GODSample, ROIS, SPLITS, decode_label, subject_number,
+                          zscore_by_run)
 
 __all__ = ["FMRI_KEYS", "IMAGE_KEYS", "ZSCORE_TOL", "IMAGE_DTYPES", "load", "normalisation",
            "read_label_csv", "read_images", "image_dtype", "write_images", "validate",
@@ -214,13 +214,8 @@ def _check_subject_arrays(path: Path, arrays: dict[str, np.ndarray]) -> _Subject
 
 
 def _subject_num(data_dir: Path, subject) -> int:
-    try:
-        num = int(subject)
-        if isinstance(subject, float) and subject != num:
-            raise ValueError
-    except (TypeError, ValueError):
-        num = None
-    if num is None or num < 1 or isinstance(subject, bool):
+    num = subject_number(subject)
+    if num is None:
         present = layout.npz_subjects(data_dir)
         raise ValueError(f"Unknown subject={subject!r}; valid: "
                          f"{', '.join(map(str, present or (1, 2, 3, 4, 5)))} (N of sbj_N.npz).")
@@ -506,39 +501,11 @@ def load(data_dir: str | Path, subject: int, roi: str, split: str, zscore: bool 
                          "perception only (arr_0 training, arr_1/arr_2 test). GOD's imagery "
                          "trials are in its BData files (dataset=god).")
     stim = _stimuli(data_dir)[_SET_OF_SPLIT[split]]
-    n_images = len(stim)
-    a = sub.arrays
     rescale = zscore and not _normalisation_of(sub)["zscored"]
     if split == "train":
-        idx = _integer_index(a["arr_3"], sub.path, "arr_3", n_images, IMAGE_KEYS["training"])
-        x = a["arr_0"][:, mask]
-        _check_finite(x, sub.path, "arr_0", roi)
-        if rescale:
-            x = zscore_by_run(x, np.zeros(len(x)))
-        n_trials = np.ones(len(idx), dtype=int)
+        idx, x, n_trials = _train_rows(sub, mask, roi, len(stim), rescale)
     else:
-        idx = _integer_index(a["arr_4"], sub.path, "arr_4", n_images, IMAGE_KEYS["test"])
-        if a["arr_2"].shape[0] != n_images:
-            raise ValueError(
-                f"{sub.path}: key 'arr_2' has {a['arr_2'].shape[0]} rows; expected "
-                f"{n_images}, one per image of test_images (row j = image j).")
-        x = a["arr_1"][:, mask]
-        _check_finite(x, sub.path, "arr_1", roi)
-        if rescale:
-            x = zscore_by_run(x, np.zeros(len(x)))
-        n_trials = np.ones(len(idx), dtype=int)
-        if average:
-            counts = np.bincount(idx, minlength=n_images)
-            if rescale:  # the averages of the z-scored trials replace arr_2
-                sums = np.zeros((n_images, x.shape[1]))
-                np.add.at(sums, idx, x)
-                x = sums / np.maximum(counts, 1)[:, None]
-            else:
-                x = a["arr_2"][:, mask]
-                _check_finite(x, sub.path, "arr_2", roi)
-            order = np.argsort(np.asarray(stim["image_id"], dtype=str), kind="stable")
-            present = order[counts[order] > 0] if counts.any() else order
-            idx, x, n_trials = present, x[present], counts[present]
+        idx, x, n_trials = _test_rows(sub, mask, roi, stim, rescale, average)
     return GODSample(
         voxels=np.ascontiguousarray(x, dtype=np.float32),
         wnids=stim["wnid"].to_numpy()[idx].tolist(),
@@ -550,6 +517,50 @@ def load(data_dir: str | Path, subject: int, roi: str, split: str, zscore: bool 
         roi=roi,
         n_trials=np.asarray(n_trials, dtype=int),
     )
+
+
+def _train_rows(sub: _Subject, mask: np.ndarray, roi: str, n_images: int, rescale: bool
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Image index (n,), voxels of the ROI (n, v) and trial counts (n,) of ``arr_0``'s rows,
+    z-scored over the split when ``rescale``."""
+    idx = _integer_index(sub.arrays["arr_3"], sub.path, "arr_3", n_images,
+                         IMAGE_KEYS["training"])
+    x = sub.arrays["arr_0"][:, mask]
+    _check_finite(x, sub.path, "arr_0", roi)
+    if rescale:
+        x = zscore_by_run(x, np.zeros(len(x)))
+    return idx, x, np.ones(len(idx), dtype=int)
+
+
+def _test_rows(sub: _Subject, mask: np.ndarray, roi: str, stim, rescale: bool, average: bool
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Image index, voxels of the ROI and trial counts of the test rows: the single trials
+    of ``arr_1`` (z-scored over the split when ``rescale``), or with ``average`` one row per
+    image shown, sorted by image id (``arr_2``, or the trials' means when ``rescale``)."""
+    a, n_images = sub.arrays, len(stim)
+    idx = _integer_index(a["arr_4"], sub.path, "arr_4", n_images, IMAGE_KEYS["test"])
+    if a["arr_2"].shape[0] != n_images:
+        raise ValueError(
+            f"{sub.path}: key 'arr_2' has {a['arr_2'].shape[0]} rows; expected "
+            f"{n_images}, one per image of test_images (row j = image j).")
+    x = a["arr_1"][:, mask]
+    _check_finite(x, sub.path, "arr_1", roi)
+    if rescale:
+        x = zscore_by_run(x, np.zeros(len(x)))
+    n_trials = np.ones(len(idx), dtype=int)
+    if not average:
+        return idx, x, n_trials
+    counts = np.bincount(idx, minlength=n_images)
+    if rescale:  # the averages of the z-scored trials replace arr_2
+        sums = np.zeros((n_images, x.shape[1]))
+        np.add.at(sums, idx, x)
+        x = sums / np.maximum(counts, 1)[:, None]
+    else:
+        x = a["arr_2"][:, mask]
+        _check_finite(x, sub.path, "arr_2", roi)
+    order = np.argsort(np.asarray(stim["image_id"], dtype=str), kind="stable")
+    present = order[counts[order] > 0] if counts.any() else order
+    return present, x[present], counts[present]
 
 
 # --------------------------------------------------------------------------- writing images
@@ -571,6 +582,30 @@ def _written_intact(data_dir: Path, manifest: dict) -> bool:
     return all(layout.image_list_csv(data_dir, s).is_file() for s in layout.STIMULUS_SETS)
 
 
+def _write_stimulus_set(data_dir: Path, stage: Path, sset: str, df) -> int:
+    """Write a stimulus set's images (PNG) and image list into the staged images folder;
+    returns the number of images."""
+    from PIL import Image
+
+    images = read_images(data_dir, sset)
+    folder = stage / sset
+    folder.mkdir(parents=True)
+    for img, image_id in zip(images, df["image_id"]):
+        Image.fromarray(img, "RGB").save(folder / f"{image_id}.png", compress_level=4)
+    lines = "".join(f'{lab:.6f},"{iid}.png"\n' for lab, iid in zip(df["label"], df["image_id"]))
+    (stage / layout.image_list_csv(data_dir, sset).name).write_text(lines)
+    return len(df)
+
+
+def _drop_stimulus_features(data_dir: Path) -> None:
+    """Remove the stimulus features of every backbone (the bank's stay): they are of the
+    previous images."""
+    for bb in (data_dir / "features").glob("*") if (data_dir / "features").is_dir() else ():
+        for s in layout.STIMULUS_SETS:
+            (bb / f"{s}.h5").unlink(missing_ok=True)
+            shutil.rmtree(bb / f"{s}.partial", ignore_errors=True)
+
+
 def write_images(data_dir: str | Path, force: bool = False) -> dict:
     """Write the package's stimulus images out in the GOD layout, in ``data_dir``.
 
@@ -587,8 +622,6 @@ def write_images(data_dir: str | Path, force: bool = False) -> dict:
         ``written`` (False: reused), ``n_images`` per stimulus set, ``image_dtype`` per
         stimulus set (as stored in the package), ``folder``.
     """
-    from PIL import Image
-
     data_dir = Path(data_dir)
     stim = _stimuli(data_dir)
     dtypes = {s: image_dtype(data_dir, s) for s in layout.STIMULUS_SETS}
@@ -603,37 +636,13 @@ def write_images(data_dir: str | Path, force: bool = False) -> dict:
         if old.get("source") == source and _written_intact(data_dir, old):
             return {"written": False, "n_images": old["n_images"], "image_dtype": dtypes,
                     "folder": str(target)}
-    stage = target.parent / f".images-staging-{uuid.uuid4().hex[:8]}"
-    try:
-        n_images = {}
-        for sset in layout.STIMULUS_SETS:
-            images = read_images(data_dir, sset)
-            df = stim[sset]
-            folder = stage / sset
-            folder.mkdir(parents=True)
-            for img, image_id in zip(images, df["image_id"]):
-                Image.fromarray(img, "RGB").save(folder / f"{image_id}.png", compress_level=4)
-            lines = "".join(f'{lab:.6f},"{iid}.png"\n'
-                            for lab, iid in zip(df["label"], df["image_id"]))
-            (stage / layout.image_list_csv(data_dir, sset).name).write_text(lines)
-            n_images[sset] = len(df)
+    with staged_dir(target) as stage:
+        n_images = {sset: _write_stimulus_set(data_dir, stage, sset, stim[sset])
+                    for sset in layout.STIMULUS_SETS}
         manifest = {"format": 1, "source": source, "n_images": n_images,
                     "image_dtype": dtypes, "image_format": "png"}
         (stage / IMAGES_MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True))
-        target.parent.mkdir(parents=True, exist_ok=True)
-        old_dir = None
-        if target.exists():
-            old_dir = target.with_name(f".images-old-{uuid.uuid4().hex[:8]}")
-            os.replace(target, old_dir)
-        os.replace(stage, target)
-        if old_dir is not None:
-            shutil.rmtree(old_dir, ignore_errors=True)
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)
-    for bb in (data_dir / "features").glob("*") if (data_dir / "features").is_dir() else ():
-        for s in layout.STIMULUS_SETS:  # features of the previous images; the bank stays
-            (bb / f"{s}.h5").unlink(missing_ok=True)
-            shutil.rmtree(bb / f"{s}.partial", ignore_errors=True)
+    _drop_stimulus_features(data_dir)
     return {"written": True, "n_images": n_images, "image_dtype": dtypes, "folder": str(target)}
 
 
@@ -774,63 +783,75 @@ def write_from_phantom(phantom_dir: str | Path, out_dir: str | Path, image_dtype
     -------
     Path of ``out_dir``.
     """
-    from PIL import Image
-
     from sbd.data import god
-    from sbd.data.images import read_image
 
     if image_dtype not in IMAGE_DTYPES:
         raise ValueError(f"Unknown image_dtype={image_dtype!r}; valid: {', '.join(IMAGE_DTYPES)}.")
     phantom_dir, out = Path(phantom_dir), Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    index = {}
-    images = {}
-    for sset in layout.STIMULUS_SETS:
-        df = god.read_image_list(phantom_dir, sset)
-        if df is None:
-            raise FileNotFoundError(f"No image list in {layout.images_dir(phantom_dir)}: "
-                                    f"{phantom_dir} is not a built phantom.")
-        paths, missing = god.stimulus_paths(phantom_dir, df["image_id"].tolist(), sset)
-        if missing:
-            raise FileNotFoundError(f"{len(missing)} {sset} images missing in "
-                                    f"{layout.images_dir(phantom_dir, sset)} (e.g. {missing[0]}).")
-        arr = np.stack([np.asarray(read_image(p).resize((IMAGE_SIZE, IMAGE_SIZE),
-                                                        Image.BICUBIC)) for p in paths])
-        images[IMAGE_KEYS[sset]] = (arr.astype(np.float32) / 255.0 if image_dtype == "float"
-                                    else arr.astype(np.uint8))
-        index[sset] = {iid: i for i, iid in enumerate(df["image_id"])}
-        name = layout.NPZ_LABEL_CSVS[sset]
-        (out / name).write_text("".join(f"{lab:.6f},{iid}.JPEG\n"
-                                        for lab, iid in zip(df["label"], df["image_id"])))
-    np.savez(out / layout.NPZ_IMAGES, **images)
+    index = {sset: _write_phantom_images(phantom_dir, out, sset, image_dtype)
+             for sset in layout.STIMULUS_SETS}
+    np.savez(out / layout.NPZ_IMAGES,
+             **{IMAGE_KEYS[sset]: images for sset, (_, images) in index.items()})
     wnids = sorted({w for s in layout.STIMULUS_SETS
                     for w in god.read_image_list(phantom_dir, s)["wnid"]})
     (out / layout.NPZ_CLASS_INDEX).write_text(json.dumps({str(i): [w, w]
                                                           for i, w in enumerate(wnids)}))
-    folder = layout.fmri_file(phantom_dir, 1).parent
-    present = sorted(int(p.stem[len("Subject"):]) for p in folder.glob("Subject*.h5")
-                     if p.stem[len("Subject"):].isdigit())
-    for s in (subjects or present):
-        bdata = god.read_bdata(layout.fmri_file(phantom_dir, s))
-        rois = {k[len("ROI_"):]: bdata.get_metadata(k) == 1
-                for k in bdata.metadata.key if k.startswith("ROI_")}
-        union = np.logical_or.reduce(list(rois.values()))
-        x_all = bdata.dataset[:, union]
-        datatype = bdata.select("DataType")[:, 0]
-        runs = bdata.select("Run")[:, 0]
-        labels = bdata.select("stimulus_id")[:, 0]
-        arrays = []
-        for code, sset in ((1, "training"), (2, "test")):
-            rows = datatype == code
-            x = zscore_by_run(x_all[rows], runs[rows])
-            ids = [god.decode_label(v)[1] for v in labels[rows]]
-            arrays.append((x, np.array([index[sset][i] for i in ids], dtype=np.int64)))
-        (x_train, i_train), (x_test, i_test) = arrays
-        n_test = len(index["test"])
-        mean = np.stack([x_test[i_test == j].mean(axis=0) for j in range(n_test)])
-        nc, snr = _noise_ceiling_snr(x_test, i_test)
-        masks = {r: m[union] for r, m in rois.items()}
-        np.savez(layout.npz_subject_file(out, s), x_train.astype(np.float32),
-                 x_test.astype(np.float32), mean.astype(np.float32), i_train, i_test, nc, snr,
-                 **masks)
+    for s in (subjects or layout.fmri_subjects(phantom_dir)):
+        _write_phantom_subject(phantom_dir, out, s, {k: ids for k, (ids, _) in index.items()})
     return out
+
+
+def _write_phantom_images(phantom_dir: Path, out: Path, sset: str, image_dtype: str
+                          ) -> tuple[dict[str, int], np.ndarray]:
+    """Write a stimulus set's label CSV into ``out``; returns image id → row, and the
+    images resized to 256×256, (n, 256, 256, 3) in ``image_dtype``."""
+    from PIL import Image
+
+    from sbd.data import god
+    from sbd.data.images import read_image
+
+    df = god.read_image_list(phantom_dir, sset)
+    if df is None:
+        raise FileNotFoundError(f"No image list in {layout.images_dir(phantom_dir)}: "
+                                f"{phantom_dir} is not a built phantom.")
+    paths, missing = god.stimulus_paths(phantom_dir, df["image_id"].tolist(), sset)
+    if missing:
+        raise FileNotFoundError(f"{len(missing)} {sset} images missing in "
+                                f"{layout.images_dir(phantom_dir, sset)} (e.g. {missing[0]}).")
+    arr = np.stack([np.asarray(read_image(p).resize((IMAGE_SIZE, IMAGE_SIZE), Image.BICUBIC))
+                    for p in paths])
+    images = arr.astype(np.float32) / 255.0 if image_dtype == "float" else arr.astype(np.uint8)
+    (out / layout.NPZ_LABEL_CSVS[sset]).write_text(
+        "".join(f"{lab:.6f},{iid}.JPEG\n" for lab, iid in zip(df["label"], df["image_id"])))
+    return {iid: i for i, iid in enumerate(df["image_id"])}, images
+
+
+def _write_phantom_subject(phantom_dir: Path, out: Path, subject: int,
+                           index: dict[str, dict[str, int]]) -> None:
+    """Write ``sbj_<subject>.npz`` from the phantom's BData (``index``: per stimulus set,
+    image id → row of the images)."""
+    from sbd.data import god
+
+    bdata = god.read_bdata(layout.fmri_file(phantom_dir, subject))
+    rois = {k[len("ROI_"):]: bdata.get_metadata(k) == 1
+            for k in bdata.metadata.key if k.startswith("ROI_")}
+    union = np.logical_or.reduce(list(rois.values()))
+    x_all = bdata.dataset[:, union]
+    datatype = bdata.select("DataType")[:, 0]
+    runs = bdata.select("Run")[:, 0]
+    labels = bdata.select("stimulus_id")[:, 0]
+    arrays = []
+    for code, sset in ((1, "training"), (2, "test")):
+        rows = datatype == code
+        x = zscore_by_run(x_all[rows], runs[rows])
+        ids = [god.decode_label(v)[1] for v in labels[rows]]
+        arrays.append((x, np.array([index[sset][i] for i in ids], dtype=np.int64)))
+    (x_train, i_train), (x_test, i_test) = arrays
+    n_test = len(index["test"])
+    mean = np.stack([x_test[i_test == j].mean(axis=0) for j in range(n_test)])
+    nc, snr = _noise_ceiling_snr(x_test, i_test)
+    masks = {r: m[union] for r, m in rois.items()}
+    np.savez(layout.npz_subject_file(out, subject), x_train.astype(np.float32),
+             x_test.astype(np.float32), mean.astype(np.float32), i_train, i_test, nc, snr,
+             **masks)

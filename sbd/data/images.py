@@ -26,14 +26,14 @@ so every consumer sees what another skipped, and a run counts them.
 from __future__ import annotations
 
 import csv
-import os
-import tempfile
 import threading
 import warnings
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+from sbd.files import staged_path
 
 __all__ = ["UnreadableImage", "read_image", "try_read_image", "SkippedImages", "SKIPPED_FILE",
            "IMAGE_EXTENSIONS", "is_image_file"]
@@ -171,18 +171,12 @@ class SkippedImages:
             rows = self.read()
             for path, reason in entries:
                 rows.setdefault(self.key(path), {"reason": str(reason), "consumer": consumer})
-            self.data_dir.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=self.data_dir, prefix=".skipped-", suffix=".tmp")
-            try:
-                with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
-                    w = csv.writer(f)
-                    w.writerow(_FIELDS)
-                    for p in sorted(rows):
-                        w.writerow([p, rows[p]["reason"], rows[p]["consumer"]])
-                os.replace(tmp, self.path)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
+            with (staged_path(self.path) as tmp,
+                  open(tmp, "w", newline="", encoding="utf-8") as f):
+                w = csv.writer(f)
+                w.writerow(_FIELDS)
+                for p in sorted(rows):
+                    w.writerow([p, rows[p]["reason"], rows[p]["consumer"]])
 
     def add(self, path: str | Path, reason: str, consumer: str) -> None:
         self.add_many([(path, reason)], consumer)

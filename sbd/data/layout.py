@@ -42,6 +42,22 @@ def fmri_file(data_dir: str | Path, subject: int) -> Path:
     return Path(data_dir) / "fMRI" / "GOD" / f"Subject{int(subject)}.h5"
 
 
+def fmri_subjects(data_dir: str | Path) -> list[int]:
+    """The subjects N of the ``fMRI/GOD/SubjectN.h5`` files in ``data_dir``, sorted."""
+    return _numbered(fmri_file(data_dir, 1).parent, "Subject", ".h5")
+
+
+def _numbered(folder: Path, prefix: str, suffix: str) -> list[int]:
+    """The N of the files ``<prefix>N<suffix>`` in ``folder``, sorted."""
+    found = []
+    if folder.is_dir():
+        for p in folder.glob(f"{prefix}*{suffix}"):
+            num = p.name[len(prefix):len(p.name) - len(suffix)]
+            if num.isdigit():
+                found.append(int(num))
+    return sorted(found)
+
+
 def images_dir(data_dir: str | Path, stimulus_set: str | None = None) -> Path:
     root = Path(data_dir) / "fMRI" / "imagenet" / "images"
     if stimulus_set is None:
@@ -84,14 +100,7 @@ def npz_subject_file(data_dir: str | Path, subject: int) -> Path:
 
 def npz_subjects(data_dir: str | Path) -> list[int]:
     """The subjects N of the ``sbj_N.npz`` files in ``data_dir``, sorted."""
-    folder = Path(data_dir)
-    found = []
-    if folder.is_dir():
-        for p in folder.glob("sbj_*.npz"):
-            num = p.stem[len("sbj_"):]
-            if num.isdigit():
-                found.append(int(num))
-    return sorted(found)
+    return _numbered(Path(data_dir), "sbj_", ".npz")
 
 
 def is_npz_package(data_dir: str | Path) -> bool:

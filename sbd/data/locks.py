@@ -19,6 +19,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from sbd.files import write_text
+
 log = logging.getLogger(__name__)
 
 LOCK_DIR = ".locks"
@@ -50,9 +52,7 @@ def folder_lock(data_dir: str | Path, name: str, poll_s: float = 10.0) -> Iterat
             waited = True
     try:
         since = datetime.datetime.now().isoformat(timespec="seconds")
-        tmp = owner.with_name(f"{owner.name}.{os.getpid()}.tmp")
-        tmp.write_text(f"pid {os.getpid()} on {socket.gethostname()} since {since}\n")
-        os.replace(tmp, owner)
+        write_text(owner, f"pid {os.getpid()} on {socket.gethostname()} since {since}\n")
         if waited:
             log.info("%s in %s: the lock is free; what the holder wrote is reused when it "
                      "matches", name, data_dir)

@@ -61,7 +61,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from sbd.data import brain, emoji, layout
-from sbd.data.files import file_sha256
+from sbd.files import record, records_intact, replace_path, write_text
 from sbd.data.images import read_image
 
 __all__ = ["PRESETS", "DEFAULT_SNR", "ROIS", "PhantomConfig", "resolve_config", "build",
@@ -538,25 +538,6 @@ def _key(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
 
 
-def _tree_record(root: Path, rel: str) -> dict[str, Any]:
-    """Count, bytes and one hash over every file under ``root/rel`` (names and contents)."""
-    base = root / rel
-    h = hashlib.sha256()
-    n = size = 0
-    for p in sorted(base.rglob("*")):
-        if p.is_file():
-            n += 1
-            size += p.stat().st_size
-            h.update(p.relative_to(base).as_posix().encode() + b"\0")
-            h.update(file_sha256(p).encode())
-    return {"files": n, "bytes": size, "sha256": h.hexdigest()}
-
-
-def _file_record(root: Path, rel: str) -> dict[str, Any]:
-    p = root / rel
-    return {"files": 1, "bytes": p.stat().st_size, "sha256": file_sha256(p)}
-
-
 def read_manifest(data_dir: str | Path) -> dict[str, Any] | None:
     """The manifest of the phantom in ``data_dir``, or None when there is none."""
     path = Path(data_dir) / MANIFEST_NAME
@@ -566,41 +547,6 @@ def read_manifest(data_dir: str | Path) -> dict[str, Any] | None:
         return json.loads(path.read_text())
     except json.JSONDecodeError:
         return None
-
-
-def _outputs_intact(root: Path, outputs: dict[str, dict[str, Any]]) -> bool:
-    """Cheap check (existence, file count, bytes) of every output the manifest lists."""
-    for rel, rec in outputs.items():
-        p = root / rel
-        if rec["files"] == 1 and p.is_file():
-            if p.stat().st_size != rec["bytes"]:
-                return False
-            continue
-        if not p.is_dir():
-            return False
-        files = [q for q in p.rglob("*") if q.is_file()]
-        if len(files) != rec["files"] or sum(q.stat().st_size for q in files) != rec["bytes"]:
-            return False
-    return True
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-def _swap_in(stage: Path, root: Path, rel: str) -> None:
-    """Replace ``root/rel`` by ``stage/rel`` (rename; the old one is removed after)."""
-    src, dst = stage / rel, root / rel
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    old = None
-    if dst.exists():
-        old = dst.with_name(f".{dst.name}.old-{os.getpid()}")
-        os.replace(dst, old)
-    os.replace(src, dst)
-    if old is not None:
-        shutil.rmtree(old) if old.is_dir() else old.unlink()
 
 
 # --------------------------------------------------------------------------- build
@@ -646,20 +592,16 @@ def build(data_dir: str | Path, preset: str = "default", snr: float | None = Non
     old = read_manifest(root)
     reuse_images = _images_reusable(root, old, image_key)
     if (reuse_images and old.get("fmri_key") == fmri_key
-            and _outputs_intact(root, old["outputs"])):
+            and records_intact(root, old["outputs"])):
         return old
 
     plan = _plan(cfg, seed, cats)
     n_trials = _build_files(root, plan, cfg, fonts, seed, reuse_images, progress)
     outputs = {}
     for rel in _IMAGE_OUTPUTS:
-        if reuse_images:
-            outputs[rel] = old["outputs"][rel]
-        else:
-            record = _file_record if rel.endswith(".npz") else _tree_record
-            outputs[rel] = record(root, rel)
+        outputs[rel] = old["outputs"][rel] if reuse_images else record(root / rel)
     for rel in _fmri_outputs(cfg.n_subjects):
-        outputs[rel] = _file_record(root, rel)
+        outputs[rel] = record(root / rel)
     manifest = {
         "format": "sbd-phantom", "format_version": FORMAT_VERSION,
         "preset": preset, "seed": seed, "params": cfg.to_dict(),
@@ -681,7 +623,7 @@ def build(data_dir: str | Path, preset: str = "default", snr: float | None = Non
         "images_reused": reuse_images,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
-    _atomic_write_text(root / MANIFEST_NAME, json.dumps(manifest, indent=1, sort_keys=True))
+    write_text(root / MANIFEST_NAME, json.dumps(manifest, indent=1, sort_keys=True))
     return manifest
 
 
@@ -698,7 +640,7 @@ def _images_reusable(root: Path, old: dict | None, image_key: str) -> bool:
     outputs = (old or {}).get("outputs", {})
     return bool(old and old.get("image_key") == image_key
                 and all(k in outputs for k in _IMAGE_OUTPUTS)
-                and _outputs_intact(root, {k: outputs[k] for k in _IMAGE_OUTPUTS}))
+                and records_intact(root, {k: outputs[k] for k in _IMAGE_OUTPUTS}))
 
 
 def _build_files(root: Path, plan, cfg: PhantomConfig, fonts, seed: int, reuse_images: bool,
@@ -741,7 +683,7 @@ def _swap_build(stage: Path, root: Path, n_subjects: int, reuse_images: bool) ->
     (root / MANIFEST_NAME).unlink(missing_ok=True)
     if not reuse_images:
         for rel in _IMAGE_OUTPUTS:
-            _swap_in(stage, root, rel)
+            replace_path(stage / rel, root / rel)
         stale = root / "features"
         if stale.exists():  # features of the previous images
             shutil.rmtree(stale)
@@ -751,4 +693,4 @@ def _swap_build(stage: Path, root: Path, n_subjects: int, reuse_images: bool) ->
             p.unlink()
     god.mkdir(parents=True, exist_ok=True)
     for rel in _fmri_outputs(n_subjects):
-        os.replace(stage / rel, root / rel)
+        replace_path(stage / rel, root / rel)
