@@ -2,7 +2,7 @@
 
 Builds (or reuses) a phantom, extracts its EfficientNet-Lite0 features, and for each
 subject (VC) tunes the decoder exactly as the ``train_decoder`` step does
-(:class:`sbd.decoding.decoder_tuning.DecoderSearch` + :func:`tune_decoder` on the training
+(:class:`sbd.decoding.tuning.decoder.DecoderSearch` + :func:`tune_decoder` on the training
 split only, then :func:`fit_decoder`), and scores it on the averaged test samples beside,
 fitted on the same training data and bank and scored on the same samples:
 
@@ -46,7 +46,7 @@ from scipy.stats import spearmanr
 
 from sbd.data import god, phantom
 from sbd.data.layout import features_file
-from sbd.decoding import decoder_tuning as dt
+from sbd.decoding.tuning import decoder as dt
 from sbd.decoding.baseline import PaperPipeline, RidgeCVNearest
 from sbd.decoding.training_data import load_training_data, training_stimulus_mask
 from sbd.features.bank import FeatureBank
@@ -141,7 +141,7 @@ def main() -> None:
                                                                      "VC", bank),
                                       absent_fraction=args.absent_fraction)
             result = dt.tune_decoder(search, args.n_trials, args.objective, seed=args.seed,
-                                     n_resplits=args.n_resplits, log_to_mlflow=False)
+                                     n_resplits=args.n_resplits)
             ctx = (X, Y, groups, test, label_set, bank, result, search, true_feats, args)
             row: dict = {"subject": subject}
             for name, (labeller, feats) in _arms(*ctx).items():

@@ -10,7 +10,7 @@ import logging
 from _cli import as_bool, as_int
 
 from sbd.data.layout import DATASETS
-from sbd.decoding.decoder_tuning import OBJECTIVES, VALIDATIONS
+from sbd.decoding.tuning.decoder import OBJECTIVES, VALIDATIONS
 from sbd.decoding.knn import BACKENDS
 from sbd.steps import train_decoder
 

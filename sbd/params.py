@@ -31,3 +31,9 @@ def as_int(value: Any) -> int:
     if number != int(number):
         raise ValueError(f"expected a whole number, got {value!r}")
     return int(number)
+
+
+def check_choice(name: str, value: Any, valid: Any) -> None:
+    """ValueError ``Unknown <name>=<value>; valid: …`` unless ``value`` is one of ``valid``."""
+    if value not in valid:
+        raise ValueError(f"Unknown {name}={value!r}; valid: {', '.join(map(str, valid))}.")

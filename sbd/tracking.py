@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import mlflow
+import numpy as np
 
 import sbd
 
@@ -280,3 +281,103 @@ def get_or_run(entry_point: str, func, params: dict[str, Any], upstream: list[st
     client.set_tag(run_id, CACHE_KEY_TAG, key)
     client.set_tag(run_id, SOURCE_TAG, source)
     return run_id, False
+
+
+# --------------------------------------------------------------------- tuning
+class TrialLogger:
+    """Optuna callback: each finished trial becomes a nested MLflow run ``<prefix>-NNN`` of
+    the active run — the one logger of every tuner (:mod:`sbd.decoding.tuning`).
+
+    It logs the trial's configuration (user attribute ``params``, searched and fixed values;
+    else ``trial.params``) as params, its ``val/*`` user attributes as metrics, each
+    reported intermediate value as ``running`` (``val/<objective>_running``) at step = fold,
+    and tags ``optuna.study``, ``optuna.trial``, ``optuna.state`` (COMPLETE, PRUNED, FAIL)
+    and the objective.  A pruned trial did its job: its run is FINISHED; a failed one FAILED.
+    With no active run it does nothing."""
+
+    def __init__(self, prefix: str = "trial", objective: str | None = None,
+                 running: str | None = None) -> None:
+        self.prefix, self.objective, self.running = prefix, objective, running
+
+    def __call__(self, study, trial) -> None:
+        if mlflow.active_run() is None:
+            return
+        state = trial.state.name
+        status = "FAILED" if state == "FAIL" else "FINISHED"
+        with mlflow.start_run(run_name=f"{self.prefix}-{trial.number:03d}", nested=True):
+            mlflow.log_params(trial.user_attrs.get("params", trial.params))
+            if self.running:
+                for step, value in sorted(trial.intermediate_values.items()):
+                    mlflow.log_metric(self.running, value, step=int(step))
+            mlflow.log_metrics({k: float(v) for k, v in trial.user_attrs.items()
+                                if k.startswith("val/")})
+            tags = {"optuna.study": study.study_name, "optuna.trial": str(trial.number),
+                    "optuna.state": state}
+            if self.objective:
+                tags[OBJECTIVE_TAG] = self.objective
+            mlflow.set_tags(tags)
+            mlflow.end_run(status)
+
+
+def log_study_summary(result, artifact_dir: str = "tuning") -> None:
+    """Log a ridge tuning result (:class:`sbd.decoding.tuning.TuneResult`) to the active
+    run: best params (``best_<name>``), validation metrics of the best trial
+    (``val/<score>``) and of the paper's settings (``val/<score>_paper``,
+    ``val/<score>_paper_adjusted``), the trials table, best params JSON, and the
+    optimisation-history and parameter-importance figures (PNG)."""
+    import json
+    import logging
+    import tempfile
+    import warnings
+
+    import matplotlib
+
+    if matplotlib.get_backend().lower() not in ("agg", "pdf", "svg", "ps", "cairo"):
+        matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from optuna.visualization import matplotlib as ovm
+
+    mlflow.log_params({f"best_{k}": v for k, v in result.best_params.items()})
+    metrics = {f"val/{k}": v for k, v in result.best_scores.items()}
+    metrics.update({f"val/{k}_paper": v for k, v in result.paper_scores.items()})
+    metrics.update({f"val/{k}_paper_adjusted": v for k, v in result.paper_adjusted_scores.items()})
+    metrics["tuning/n_trials"] = len(result.study.trials)
+    metrics["tuning/n_decompositions"] = result.n_decompositions
+    mlflow.log_metrics(metrics)
+    mlflow.log_text(json.dumps({"objective": result.objective, "params": result.best_params,
+                                "scores": result.best_scores, "paper": result.paper_scores,
+                                "paper_adjusted": result.paper_adjusted_scores}, indent=2),
+                    f"{artifact_dir}/best_params.json")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "trials.csv")
+        result.study.trials_dataframe().to_csv(path, index=False)
+        mlflow.log_artifact(path, artifact_dir)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for fname, plot in (("optimization_history.png", ovm.plot_optimization_history),
+                            ("param_importances.png", ovm.plot_param_importances)):
+            try:
+                ax = plot(result.study)
+            except (ValueError, RuntimeError, ZeroDivisionError) as err:
+                logging.getLogger(__name__).warning("No %s: %s", fname, err)
+                continue
+            fig = np.ravel(ax)[0].figure
+            fig.tight_layout()
+            mlflow.log_figure(fig, f"{artifact_dir}/{fname}")
+            plt.close(fig)
+
+
+def log_training_data(data) -> None:
+    """Metrics ``data/n_train_dropped`` and ``data/n_train`` of a
+    :class:`sbd.decoding.training_data.TrainingData` in the active run, and the dropped
+    image ids as ``data/dropped_training_samples.txt`` when there are any."""
+    mlflow.log_metrics({"data/n_train_dropped": float(len(data.dropped)),
+                        "data/n_train": float(len(data.X))})
+    if data.dropped:
+        mlflow.log_text("\n".join(data.dropped) + "\n", "data/dropped_training_samples.txt")
+
+
+def heartbeat_s(default: float = 10.0) -> float:
+    """Seconds between an RDB study's trial heartbeats: ``SBD_OPTUNA_HEARTBEAT_S`` when set
+    (0 turns them off), else ``default`` (:data:`sbd.decoding.tuning.HEARTBEAT_S`)."""
+    return float(os.environ.get("SBD_OPTUNA_HEARTBEAT_S", default))

@@ -1,4 +1,4 @@
-"""Decoder-level tuning (sbd.decoding.decoder_tuning) on the small phantom, checked against
+"""Decoder-level tuning (sbd.decoding.tuning.decoder) on the small phantom, checked against
 the reference code paths: grouped out-of-fold ridge predictions, the kNN labeller, and
 the metrics module's Wu-Palmer and top-k figures."""
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from sbd.data.layout import features_file
-from sbd.decoding import decoder_tuning as dt
+from sbd.decoding.tuning import decoder as dt
 from sbd.decoding.knn import InMemoryBank, KNNLabeller
 from sbd.decoding.training_data import load_training_data
 from sbd.decoding.tuning import out_of_fold_predictions
@@ -133,8 +133,7 @@ def test_fitted_decoder_is_inductive(data):
 
 
 def test_tuning_starts_from_the_paper_and_reports_it(search):
-    result = dt.tune_decoder(search, n_trials=5, seed=0, n_recheck=3, n_resplits=1,
-                             log_to_mlflow=False)
+    result = dt.tune_decoder(search, n_trials=5, seed=0, n_recheck=3, n_resplits=1)
     first = result.trials[0]
     assert {k: first[k] for k in ("alpha", "rule", "target_mix", "feature_norm")} == \
         {k: dt.PAPER_LIKE[k] for k in ("alpha", "rule", "target_mix", "feature_norm")}

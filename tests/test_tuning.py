@@ -13,9 +13,10 @@ import pytest
 
 from sbd.decoding.ridge import select_voxels
 from sbd.decoding.tuning import (
-    PAPER_PARAMS, FoldCache, evaluate_params, grouped_folds, identification_accuracy,
-    out_of_fold_predictions, score_predictions, tune,
+    PAPER_PARAMS, FoldCache, evaluate_params, fit_model, grouped_folds,
+    identification_accuracy, out_of_fold_predictions, score_predictions, tune,
 )
+from sbd.tracking import TrialLogger, log_study_summary
 
 
 def _decodable(n_cat=20, per_cat=4, v=120, d=16, noise=1.0, seed=0):
@@ -91,22 +92,50 @@ def test_cached_scores_equal_refitted_models(params):
         assert v == pytest.approx(np.mean([f[k] for f in folds]), abs=1e-9)
 
 
-def test_tune_logs_trials_and_beats_or_matches_the_paper():
-    X, Y, groups = _decodable(noise=2.0)
-    with mlflow.start_run() as parent:
-        result = tune(X, Y, groups, n_trials=5, seed=0)
-    assert len(result.study.trials) == 5
+def _sparse(seed: int):
+    """600 voxels of which 40 carry the features: the paper's alpha=1000 on every voxel
+    is a poor choice here, voxel selection a good one."""
+    X, Y, groups = _decodable(n_cat=30, v=600, noise=1.0, seed=seed)
+    X[:, 40:] = 3.0 * np.random.default_rng(seed).standard_normal((len(X), 560))
+    return X, Y, groups
+
+
+def test_the_tuned_ridge_beats_the_paper_on_categories_tuning_never_saw():
+    """Tuned on 22 categories, scored on 8 others: the tuner's choice must identify the
+    held-out samples clearly better than the paper's settings fitted on the same data
+    (measured 0.92-0.98 against 0.61-0.69 over seeds 0-3).  A search that only ever
+    tries the paper's settings fails this."""
+    X, Y, groups = _sparse(seed=0)
+    held_out = np.isin(groups, np.unique(groups)[-8:])
+    tr = ~held_out
+    result = tune(X[tr], Y[tr], groups[tr], n_trials=12, seed=0)
     assert result.study.trials[0].params == {k: v for k, v in PAPER_PARAMS.items()
                                              if k != "test_time_adjust"}
     # the transductive adjustment is scored for reference, never searched (nor served)
     assert all("test_time_adjust" not in t.params for t in result.study.trials)
-    assert result.best_scores["ident_othercat_acc"] >= result.paper_scores["ident_othercat_acc"]
+    scores = {name: score_predictions(fit_model(X[tr], Y[tr], groups[tr], params).predict(
+        X[held_out]), Y[held_out], groups[held_out])["ident_othercat_acc"]
+        for name, params in (("tuned", result.best_params), ("paper", PAPER_PARAMS))}
+    assert scores["tuned"] > scores["paper"] + 0.15, scores
+
+
+def test_tune_logs_each_trial_and_the_summary_through_the_step_logger():
+    X, Y, groups = _decodable(noise=2.0)
+    with mlflow.start_run() as parent:
+        result = tune(X, Y, groups, n_trials=5, seed=0,
+                      callbacks=[TrialLogger("trial", "ident", "val/ident_othercat_acc_running")])
+        log_study_summary(result)
+    assert len(result.study.trials) == 5
     client = mlflow.MlflowClient()
     children = client.search_runs([parent.info.experiment_id],
                                   f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
     assert len(children) == 5
-    assert all("val/ident_othercat_acc" in c.data.metrics for c in children
-               if c.data.tags.get("optuna.state") == "COMPLETE")
+    complete = [c for c in children if c.data.tags.get("optuna.state") == "COMPLETE"]
+    assert complete and all("val/ident_othercat_acc" in c.data.metrics for c in complete)
+    assert all(c.data.params["alpha_mode"] in ("shared", "per_target") for c in children)
+    history = client.get_metric_history(complete[0].info.run_id,
+                                        "val/ident_othercat_acc_running")
+    assert [m.step for m in history] == list(range(5))  # one running value per fold
     run = client.get_run(parent.info.run_id)
     for key in ("val/ident_othercat_acc", "val/r", "val/ident_othercat_acc_paper", "val/r_paper"):
         assert key in run.data.metrics
@@ -122,7 +151,7 @@ def test_pruned_trials_end_finished_with_their_state_as_a_tag():
 
     X, Y, groups = _decodable(noise=3.0, seed=1)
     with mlflow.start_run() as parent:
-        result = tune(X, Y, groups, n_trials=25, seed=0)
+        result = tune(X, Y, groups, n_trials=25, seed=0, callbacks=[TrialLogger()])
     pruned = [t.number for t in result.study.trials
               if t.state == optuna.trial.TrialState.PRUNED]
     assert pruned, "no trial was pruned: the test needs a harder study"
@@ -138,15 +167,14 @@ def test_pruned_trials_end_finished_with_their_state_as_a_tag():
 def test_study_resumes_from_sqlite(tmp_path):
     X, Y, groups = _decodable()
     url = f"sqlite:///{tmp_path / 'study.db'}"
-    first = tune(X, Y, groups, n_trials=3, storage=url, study_name="s", log_to_mlflow=False)
+    first = tune(X, Y, groups, n_trials=3, storage=url, study_name="s")
     assert len(first.study.trials) == 3
-    second = tune(X, Y, groups, n_trials=2, storage=url, study_name="s", log_to_mlflow=False)
+    second = tune(X, Y, groups, n_trials=2, storage=url, study_name="s")
     assert len(second.study.trials) == 5 and second.n_trials_added == 2
     trials = second.study.trials
     assert trials[3].params != trials[2].params          # resumed, not restarted
     with pytest.raises(ValueError, match="objective='ident', not 'r'"):
-        tune(X, Y, groups, n_trials=1, objective="r", storage=url, study_name="s",
-             log_to_mlflow=False)
+        tune(X, Y, groups, n_trials=1, objective="r", storage=url, study_name="s")
     with pytest.raises(ValueError, match="not an RDB URL"):
         tune(X, Y, groups, n_trials=1, storage=str(tmp_path / "x.db"), study_name="s")
 
@@ -156,7 +184,7 @@ WORKER = textwrap.dedent("""
     from sbd.decoding.tuning import tune
     data = np.load(sys.argv[1])
     tune(data["X"], data["Y"], data["groups"], n_trials=3, storage=sys.argv[2],
-         study_name="shared", seed=int(sys.argv[3]), log_to_mlflow=False)
+         study_name="shared", seed=int(sys.argv[3]))
 """)
 
 
@@ -164,7 +192,7 @@ def test_two_processes_add_trials_to_one_study(tmp_path):
     X, Y, groups = _decodable()
     np.savez(tmp_path / "data.npz", X=X, Y=Y, groups=groups)
     url = f"sqlite:///{tmp_path / 'study.db'}"
-    tune(X, Y, groups, n_trials=2, storage=url, study_name="shared", log_to_mlflow=False)
+    tune(X, Y, groups, n_trials=2, storage=url, study_name="shared")
     procs = [subprocess.Popen([sys.executable, "-c", WORKER, str(tmp_path / "data.npz"), url,
                                str(seed)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                               text=True) for seed in (1, 2)]

@@ -49,17 +49,6 @@ class TrainingData:
     def __iter__(self):
         return iter((self.X, self.Y, self.wnids, self.backbone))
 
-    def log_to_mlflow(self) -> None:
-        """Metric ``data/n_train_dropped`` in the active run, and the dropped image ids as
-        ``data/dropped_training_samples.txt`` when there are any."""
-        import mlflow
-
-        mlflow.log_metrics({"data/n_train_dropped": float(len(self.dropped)),
-                            "data/n_train": float(len(self.X))})
-        if self.dropped:
-            mlflow.log_text("\n".join(self.dropped) + "\n",
-                            "data/dropped_training_samples.txt")
-
 
 def load_training_data(data_dir: str | Path, subject: int, roi: str, backbone: str,
                        min_train_fraction: float = DEFAULT_MIN_TRAIN_FRACTION

@@ -20,6 +20,9 @@ Served with::
 
 from __future__ import annotations
 
+import hashlib
+import json
+import logging
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -32,15 +35,20 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.types import ColSpec, Schema
 
 from sbd.decoding.decoder import ranked_frame
-from sbd.registry.common import copy_package, model_code, model_name, register_model_version
+from sbd.decoding.tuning import study_lock
+from sbd.registry.common import (STUDY_TAG, copy_package, model_code, model_name,
+                                 register_model_version, study_version)
 from sbd.registry.knn_model import output_schema, pip_requirements
 from sbd.registry.signatures import checked_signature, input_schema, voxel_schema
+
+log = logging.getLogger(__name__)
 
 # columns a decoder logged with its data answers beside the ranked labels
 DATA_COLUMNS = ("data_id", "data_dir")
 
 __all__ = ["DecoderModel", "log_decoder_model", "register_decoder_model", "model_dims",
-           "describe_version", "add_test_figures", "DATA_COLUMNS"]
+           "describe_version", "add_test_figures", "DATA_COLUMNS", "register_parts",
+           "register_tuned_decoder"]
 
 
 class DecoderModel(mlflow.pyfunc.PythonModel):
@@ -130,6 +138,32 @@ def register_decoder_model(model_uri: str, dataset: str, subject: int, roi: str,
                                   score, tags=tags, higher_is_better=True)
 
 
+RIDGE_PART_KEYS = ("alpha", "voxel_frac", "selection", "standardize", "target_mix",
+                   "feature_norm")
+LABEL_PART_KEYS = ("normalize", "metric", "rule", "k", "temperature", "members")
+
+
+def register_parts(ridge_uri: str, knn_uri: str, dataset: str, subject: int, roi: str,
+                   backbone: str, score: float, params: dict[str, Any], n_voxels: int,
+                   tags: dict[str, Any]) -> tuple[str, str]:
+    """Register a decoder's two parts as models of their own: the ridge as
+    ``sbd-<dataset>-s<subject>-<roi>-ridge`` and the kNN labeller as
+    ``sbd-<dataset>-<backbone>-knn``, each with its share of the tuned ``params``, the
+    decoder's validation ``score`` and ``tags`` (``val_metric``, data identity, run);
+    returns their ``models:/name/version`` URIs."""
+    from sbd.registry.ridge_model import register_ridge_model
+
+    ridge, _ = register_ridge_model(ridge_uri, dataset, subject, roi, backbone, score,
+                                    {k: params[k] for k in RIDGE_PART_KEYS if k in params},
+                                    n_voxels, extra_tags={**tags, "part_of": "decoder"})
+    knn, _ = register_model_version(
+        knn_uri, model_name("knn", dataset, backbone=backbone), score,
+        tags={"dataset": dataset, "backbone": backbone, "tuned_on_subject": int(subject),
+              "tuned_on_roi": roi, "part_of": "decoder",
+              **{k: params[k] for k in LABEL_PART_KEYS if k in params}, **tags})
+    return (f"models:/{ridge.name}/{ridge.version}", f"models:/{knn.name}/{knn.version}")
+
+
 def _figures(scores: dict[str, float], paper: dict[str, float]) -> str:
     return "; ".join(f"{k} {v:.3f} (paper {paper[k]:.3f})" if k in paper else f"{k} {v:.3f}"
                      for k, v in scores.items())
@@ -163,3 +197,48 @@ def add_test_figures(name: str, version: str | int, run_id: str, data: str,
     text = (f"{kept}\n\n{TEST_HEADER}, {data}; run {run_id}): {_figures(scores, paper)}.")
     client.update_model_version(name, str(version), description=text)
     return text
+
+
+def register_tuned_decoder(result: Any, parts: tuple, identity: Any, meta: dict,
+                           X: np.ndarray, validation: str, shared: tuple[str, str],
+                           run_id: str) -> tuple[str, bool]:
+    """Log the composite decoder of a tuning ``result``
+    (:class:`sbd.decoding.tuning.decoder.DecoderTuneResult`) whose logged ``parts`` are
+    ``(ridge, knn)`` model infos, and register it and its two parts (:func:`register_parts`)
+    once per shared study (``shared``: ``(storage, study_name)``, empty for none): a later
+    worker that chose the same configuration, or one that validated no better, points to
+    the study's version instead.  ``meta``: dataset, subject, roi, backbone.
+    Returns ``(models:/… URI, champion)``."""
+    ridge_info, knn_info = parts
+    for part in parts:
+        mlflow.set_logged_model_tags(part.model_id, identity.tags())
+    info = log_decoder_model(
+        ridge_info.model_uri, knn_info.model_uri, name="decoder", data=identity.tags(),
+        input_example=pd.DataFrame(X[:1], columns=[f"v{i}" for i in range(X.shape[1])]))
+    best, paper, objective = result.best_scores, result.paper_scores, result.objective
+    choice = hashlib.sha256(json.dumps(result.best_params, sort_keys=True,
+                                       default=str).encode()).hexdigest()[:16]
+    name = model_name("decoder", meta["dataset"], meta["subject"], meta["roi"])
+    storage, study_name = shared
+    with study_lock(storage, study_name):
+        found = (study_version(name, study_name, {"decoder_choice": choice}, result.best_value)
+                 if storage else None)
+        if found is not None:
+            log.info("the study's choice is registered already (%s)", found[0])
+            return found
+        study_tags = {STUDY_TAG: study_name, "decoder_choice": choice} if storage else {}
+        tags = {"val_metric": f"val/{objective}", "run_id": run_id, **study_tags,
+                **identity.tags()}
+        ridge_version, knn_version = register_parts(
+            ridge_info.model_uri, knn_info.model_uri, **meta, score=result.best_value,
+            params=result.best_params, n_voxels=X.shape[1], tags=tags)
+        version, champion = register_decoder_model(
+            info.model_uri, **meta, score=result.best_value,
+            ridge_uri=ridge_info.model_uri, knn_uri=knn_info.model_uri,
+            extra_tags={**tags, "validation": validation, "ridge_version": ridge_version,
+                        "knn_version": knn_version,
+                        **{f"val_{k}": round(v, 6) for k, v in best.items()},
+                        **{f"paper_val_{k}": round(v, 6) for k, v in paper.items()},
+                        **result.best_params})
+        describe_version(version, identity, objective, best, paper, run_id)
+        return f"models:/{version.name}/{version.version}", champion

@@ -1,30 +1,25 @@
 """The ``train_decoder`` step: tune the whole decoder of one subject and ROI for the labels
-of unseen categories, fit it on all training data, log it and register it.
+of unseen categories, fit it on all training data, log it and register it and its parts.
 
-The study (:mod:`sbd.decoding.decoder_tuning`) searches the ridge, the feature rescaling,
-the label stage's normalisation and similarity, k and rule together, on held-out
-categories under test-like conditions; the test split is never read.  The best decoder
-is refitted on all training data and logged as three pyfuncs of this run — ``ridge``
-(voxels → features, inductive: one row works), ``knn`` (features → ranked labels, with the
-training statistics of its normalisation) and their composite ``decoder`` — and the
-decoder is registered as ``sbd-<dataset>-s<subject>-<roi>-decoder``.  Its ``champion``
-alias moves when the decoder-level validation objective beats the champion's.
+The study (:mod:`sbd.decoding.tuning.decoder`) searches the ridge, the feature rescaling
+and the label rule together, on held-out categories under test-like conditions; the test
+split is never read.  The best decoder is refitted on all training data and logged as
+three pyfuncs — ``ridge`` (voxels → features, one row works), ``knn`` (features → ranked
+labels) and their composite ``decoder`` — registered as ``sbd-<dataset>-s<subject>-<roi>-
+decoder``, ``…-ridge`` and ``sbd-<dataset>-<backbone>-knn``.  Aliases move as
+:func:`sbd.registry.common.register_model_version` says.
 
-Run contents: one nested run per trial (params, ``val/*``, ``val/objective``); on this
-run the best params (``best_<name>``), ``val/<score>`` of the chosen decoder and
-``val/paper_<score>`` of the paper's transductive pipeline on the same validation
-queries (means over the category splits it was re-checked on), ``val/objective``,
-artifacts ``tuning/trials.csv`` and ``tuning/best.json``; tags ``sbd.decoder_uri``,
+Run contents: one nested run per trial (:class:`sbd.tracking.TrialLogger`); the best
+params (``best_<name>``), ``val/<score>`` of the chosen decoder and ``val/paper_<score>``
+of the paper's pipeline on the same queries, ``val/objective``, artifacts
+``tuning/trials.csv`` and ``tuning/best.json``; tags ``sbd.decoder_uri``,
 ``sbd.decoder_champion``.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import tempfile
-from pathlib import Path
 
 import mlflow
 import numpy as np
@@ -33,11 +28,16 @@ import pandas as pd
 from sbd import tracking
 from sbd.data.identity import data_identity
 from sbd.data.layout import features_file, resolve_data_dir
-from sbd.decoding import decoder_tuning as dt
 from sbd.decoding.knn import BACKENDS
-from sbd.params import as_bool
 from sbd.decoding.training_data import (DEFAULT_MIN_TRAIN_FRACTION, bank_file,
                                         load_training_data, training_stimulus_mask)
+from sbd.decoding.tuning import decoder as dt
+from sbd.features.backbones import check_circular, resolve_backbone
+from sbd.features.bank import FeatureBank, check_same_backbone
+from sbd.params import as_bool, check_choice
+from sbd.registry import decoder_model, ridge_model
+from sbd.registry.common import model_name
+from sbd.registry.knn_model import log_knn_model
 
 log = logging.getLogger(__name__)
 
@@ -56,22 +56,9 @@ def run(dataset: str = "phantom", data_dir: str = "", subject: int = 1, roi: str
     hidden while they are labelled (a bank lacking test categories, as GOD's does).  A
     backbone the dataset is built from is refused unless ``allow_circular`` (the run is
     then tagged ``sbd.circular_backbone`` and warned)."""
-    from sbd.features.backbones import check_circular, resolve_backbone
-    from sbd.features.bank import FeatureBank, check_same_backbone
-    from sbd.registry import ridge_model
-    from sbd.decoding import tuning
-    from sbd.registry.common import STUDY_TAG, model_name, study_version
-    from sbd.registry.decoder_model import (describe_version, log_decoder_model,
-                                            register_decoder_model)
-    from sbd.registry.knn_model import log_knn_model
-
-    if objective not in dt.OBJECTIVES:
-        raise ValueError(f"Unknown objective={objective!r}; valid: {', '.join(dt.OBJECTIVES)}.")
-    if validation not in dt.VALIDATIONS:
-        raise ValueError(f"Unknown validation={validation!r}; valid: "
-                         f"{', '.join(dt.VALIDATIONS)}.")
-    if backend not in BACKENDS:
-        raise ValueError(f"Unknown backend={backend!r}; valid: {', '.join(BACKENDS)}.")
+    check_choice("objective", objective, dt.OBJECTIVES)
+    check_choice("validation", validation, dt.VALIDATIONS)
+    check_choice("backend", backend, BACKENDS)
     root = resolve_data_dir(dataset, data_dir)
     backbone = resolve_backbone(dataset, backbone)
     circular = check_circular(dataset, backbone, as_bool(allow_circular))
@@ -91,7 +78,7 @@ def run(dataset: str = "phantom", data_dir: str = "", subject: int = 1, roi: str
         tracking.mark_circular(circular)
         check_same_backbone(bank_path, features_file(root, backbone, "training"))
         data = load_training_data(root, subject, roi, backbone, min_train_fraction)
-        data.log_to_mlflow()
+        tracking.log_training_data(data)
         X, Y, wnids, _ = data
         exclude = training_stimulus_mask(root, subject, roi, bank)
         mlflow.log_params({"n_samples": X.shape[0], "n_voxels": X.shape[1],
@@ -105,59 +92,38 @@ def run(dataset: str = "phantom", data_dir: str = "", subject: int = 1, roi: str
         search = dt.DecoderSearch(X, Y, wnids, bank, exclude=exclude, n_splits=n_splits,
                                   validation=validation, absent_fraction=absent_fraction)
         result = dt.tune_decoder(search, n_trials, objective, seed=seed,
-                                 storage=storage or None, study_name=study_name or None)
-        best, paper = result.best_scores, result.paper_scores
-        mlflow.log_params({f"best_{k}": v for k, v in result.best_params.items()})
-        mlflow.log_metrics({**{f"val/{k}": v for k, v in best.items()},
-                            **{f"val/paper_{k}": v for k, v in paper.items()},
-                            "val/objective": result.best_value,
-                            "val/paper_objective": dt.OBJECTIVES[objective](paper)})
-        with tempfile.TemporaryDirectory() as tmp:
-            pd.DataFrame(result.trials).to_csv(Path(tmp) / "trials.csv", index=False)
-            (Path(tmp) / "best.json").write_text(json.dumps(
-                {"objective": objective, "validation": validation,
-                 "params": result.best_params, "scores": best, "paper": paper}, indent=1))
-            mlflow.log_artifacts(tmp, artifact_path="tuning")
-        log.info("train_decoder: val %s %.4f (paper %.4f) with %s", objective,
-                 result.best_value, dt.OBJECTIVES[objective](paper), result.best_params)
-
+                                 storage=storage or None, study_name=study_name or None,
+                                 callbacks=[tracking.TrialLogger("decoder-trial", objective)],
+                                 heartbeat_s=tracking.heartbeat_s())
+        _log_tuning(result, validation)
         ridge, labeller = dt.fit_decoder(X, Y, wnids, result.best_params, bank,
                                          n_splits=n_splits, validation=validation,
                                          backend=backend,
                                          class_similarity=search.class_similarity)
         meta = {"dataset": dataset, "subject": int(subject), "roi": roi, "backbone": backbone}
-        ridge_info = ridge_model.log_ridge_model(ridge, name="ridge", input_example=X[:2],
-                                                 metadata=meta)
-        knn_info = log_knn_model(labeller, bank_path, name="knn", max_bank_mb=max_bank_mb)
-        for part in (ridge_info, knn_info):
-            mlflow.set_logged_model_tags(part.model_id, identity.tags())
-        info = log_decoder_model(ridge_info.model_uri, knn_info.model_uri, name="decoder",
-                                 input_example=pd.DataFrame(
-                                     X[:1], columns=[f"v{i}" for i in range(X.shape[1])]),
-                                 data=identity.tags())
-        # workers of one shared study register its choice once: a later worker that chose
-        # the same configuration, or one that validated no better, points to that version
-        choice = hashlib.sha256(json.dumps(result.best_params, sort_keys=True,
-                                           default=str).encode()).hexdigest()[:16]
-        with tuning.study_lock(storage, study_name):
-            found = study_version(model_name("decoder", dataset, subject, roi), study_name,
-                                  {"decoder_choice": choice}, result.best_value
-                                  ) if storage else None
-            if found is not None:
-                uri, champion = found
-                log.info("train_decoder: the study's choice is registered already (%s)", uri)
-            else:
-                study_tags = {STUDY_TAG: study_name, "decoder_choice": choice} if storage else {}
-                version, champion = register_decoder_model(
-                    info.model_uri, dataset, subject, roi, backbone, result.best_value,
-                    ridge_info.model_uri, knn_info.model_uri,
-                    extra_tags={"val_metric": f"val/{objective}", "validation": validation,
-                                "run_id": active.info.run_id,
-                                **{f"val_{k}": round(v, 6) for k, v in best.items()},
-                                **{f"paper_val_{k}": round(v, 6) for k, v in paper.items()},
-                                **result.best_params, **study_tags, **identity.tags()})
-                uri = f"models:/{version.name}/{version.version}"
-                describe_version(version, identity, objective, best, paper, active.info.run_id)
+        parts = (ridge_model.log_ridge_model(ridge, name="ridge", input_example=X[:2],
+                                             metadata=meta),
+                 log_knn_model(labeller, bank_path, name="knn", max_bank_mb=max_bank_mb))
+        uri, champion = decoder_model.register_tuned_decoder(
+            result, parts, identity, meta, X, validation, (storage, study_name),
+            active.info.run_id)
         mlflow.set_tags(tracking.model_tags("decoder", uri, champion))
         log.info("train_decoder: registered %s (champion: %s)", uri, champion)
         return active.info.run_id
+
+
+def _log_tuning(result: dt.DecoderTuneResult, validation: str) -> None:
+    """The chosen decoder's params and validation scores beside the paper's, and the
+    trials table and choice as ``tuning/`` artifacts."""
+    best, paper, objective = result.best_scores, result.paper_scores, result.objective
+    mlflow.log_params({f"best_{k}": v for k, v in result.best_params.items()})
+    mlflow.log_metrics({**{f"val/{k}": v for k, v in best.items()},
+                        **{f"val/paper_{k}": v for k, v in paper.items()},
+                        "val/objective": result.best_value,
+                        "val/paper_objective": dt.OBJECTIVES[objective](paper)})
+    mlflow.log_text(pd.DataFrame(result.trials).to_csv(index=False), "tuning/trials.csv")
+    mlflow.log_text(json.dumps({"objective": objective, "validation": validation,
+                                "params": result.best_params, "scores": best,
+                                "paper": paper}, indent=1), "tuning/best.json")
+    log.info("train_decoder: val %s %.4f (paper %.4f) with %s", objective, result.best_value,
+             dt.OBJECTIVES[objective](paper), result.best_params)

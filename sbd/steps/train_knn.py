@@ -39,7 +39,7 @@ from mlflow.exceptions import MlflowException
 from sbd import tracking
 from sbd.data.layout import features_file, resolve_data_dir
 from sbd.decoding import knn
-from sbd.decoding.knn_tuning import OBJECTIVE, PAPER_RULE, TOP_K, ValidationSearch, tune
+from sbd.decoding.tuning.knn import OBJECTIVE, PAPER_RULE, TOP_K, ValidationSearch, tune
 from sbd.registry.common import CHAMPION, model_name, register_model_version
 
 log = logging.getLogger(__name__)
@@ -85,7 +85,7 @@ def run(dataset: str = "phantom", data_dir: str = "", subject: int = 1, roi: str
     with tracking.step_run("train_knn", params, tags=tags) as active:
         check_same_backbone(bank_path, features_file(root, backbone, "training"))
         data = load_training_data(root, subject, roi, backbone)
-        data.log_to_mlflow()
+        tracking.log_training_data(data)
         X, Y, wnids, _ = data
         rparams, source = ridge_params(dataset, subject, roi)
         mlflow.set_tag(tracking.RIDGE_PARAMS_SOURCE_TAG, source)
@@ -104,7 +104,8 @@ def run(dataset: str = "phantom", data_dir: str = "", subject: int = 1, roi: str
             log.warning("train_knn: %d training categories are not in the bank (e.g. %s)",
                         len(missing), missing[:3])
         search = ValidationSearch(P, wnids, bank, exclude if exclude.any() else None)
-        best, best_scores, paper, rows = tune(search, n_trials, seed)
+        best, best_scores, paper, rows = tune(search, n_trials, seed,
+                                              [tracking.TrialLogger("knn-trial")])
         with mlflow.start_run(run_name="paper-rule", nested=True):
             mlflow.log_params(PAPER_RULE)
             mlflow.log_metrics({f"val/{m}": v for m, v in paper.items()})

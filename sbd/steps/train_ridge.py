@@ -49,13 +49,17 @@ def run(dataset: str = "phantom", data_dir: str = "", subject: int = 1, roi: str
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     with tracking.step_run("train_ridge", params, tags=tags) as active:
         data = load_training_data(root, subject, roi, backbone)
-        data.log_to_mlflow()
+        tracking.log_training_data(data)
         X, Y, wnids, backbone = data
         mlflow.log_params({"n_samples": X.shape[0], "n_voxels": X.shape[1],
                            "n_features": Y.shape[1], "n_categories": np.unique(wnids).size})
+        trials = tracking.TrialLogger("trial", objective,
+                                      f"val/{tuning.OBJECTIVES[objective]}_running")
         result = tuning.tune(X, Y, wnids, n_trials=n_trials, objective=objective,
                              storage=storage or None, study_name=study_name or None,
-                             seed=seed, n_splits=n_splits, log_to_mlflow=True)
+                             seed=seed, n_splits=n_splits, heartbeat_s=tracking.heartbeat_s(),
+                             callbacks=[trials])
+        tracking.log_study_summary(result)
         log.info("train_ridge: best %s = %.4f (paper alpha=1000: %.4f) with %s", objective,
                  result.best_value, result.paper_scores[tuning.OBJECTIVES[objective]],
                  result.best_params)

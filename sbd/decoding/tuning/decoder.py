@@ -78,9 +78,8 @@ memory once per normalisation, and Wu-Palmer similarities come from one matrix
 
 from __future__ import annotations
 
-import warnings
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -89,17 +88,18 @@ import optuna
 
 from sbd.decoding import knn
 from sbd.decoding.ridge import MultiRidge, adjust_predictions, n_voxels_kept, shrinkage
-from sbd.decoding.tuning import (FoldCache, SELECTIONS, fit_model,
-                                 out_of_fold_predictions, score_predictions, trial_run)
+from sbd.decoding.tuning import spaces
+from sbd.decoding.tuning.study import create_study, enqueue, optimize, record
+from sbd.decoding.tuning.ridge import (FoldCache, SELECTIONS, fit_model,
+                                 out_of_fold_predictions, score_predictions)
 from sbd.params import as_bool
 from sbd.scores import shuffled_mean
-from sbd.tracking import OBJECTIVE_TAG
 
 __all__ = ["VALIDATIONS", "OBJECTIVES", "FEATURE_NORMS", "SEARCHED_FEATURE_NORMS", "RULES",
            "PAPER_LIKE", "SIMILARITY", "PAPER_RIDGE", "SEMANTIC", "MIXED_ZSCORE", "QUEUED",
            "DEFAULT_ABSENT_FRACTION", "query_chunks", "DecoderSearch", "suggest",
            "normalise_decoder_params", "ridge_params", "label_params", "fit_decoder",
-           "rescale_statistics", "DecoderTuneResult", "tune_decoder"]
+           "rescale_statistics", "DecoderTuneResult", "tune_decoder", "recheck"]
 
 VALIDATIONS = ("category", "trial", "pair", "quad")
 _GROUP_SIZE = {"trial": 1, "pair": 2, "quad": 4, "category": 0}
@@ -108,11 +108,11 @@ FEATURE_NORMS = ("none", "rescale", "rescale_category")
 # images worse than the paper's test-time z-scoring does (2-way 0.98 against 0.998 on the
 # default phantom, seed 0, for every alpha tried), which held-out validation queries, noisier
 # than the 35-trial test averages, do not show: "none" won validation and lost the test
-SEARCHED_FEATURE_NORMS = ("rescale", "rescale_category")
+SEARCHED_FEATURE_NORMS = spaces.SEARCHED_FEATURE_NORMS
 TOP_K = 5
-K_MAX = 10
-RULES = tuple(r for r in knn.RULES if r not in ("centroid", "vote"))  # searched (module doc)
-ALPHA_RANGE = (1.0, 1e6)
+K_MAX = spaces.K_MAX
+RULES = spaces.RULES  # searched (module doc)
+ALPHA_RANGE = (spaces.ALPHA.low, spaces.ALPHA.high)
 SCORE_KEYS = ("wup_top1", "wup_specific", "wup_best_top5", "top1_acc", "top5_acc", "ident2")
 OBJECTIVES: dict[str, Callable[[dict[str, float]], float]] = {
     "specific": lambda s: (s["wup_specific"] + s["top5_acc"] + s["ident2"]) / 3,
@@ -122,11 +122,9 @@ OBJECTIVES: dict[str, Callable[[dict[str, float]], float]] = {
 }
 # Queued first: the paper's settings made inductive (rescale with stored statistics instead
 # of the test batch's), the plain centred nearest neighbour, and the semantic rule.
-PAPER_LIKE: dict[str, Any] = {"alpha": 1000.0, "voxel_frac": 1.0, "selection": "corr",
-                              "standardize": False, "target_mix": 0.0,
+PAPER_LIKE: dict[str, Any] = {**spaces.PAPER_RIDGE, "target_mix": 0.0,
                               "feature_norm": "rescale", "normalize": "none",
-                              "metric": "euclidean", "rule": "nearest", "k": 5,
-                              "temperature": 1.0, "members": 1}
+                              **spaces.PAPER_LABELS, "members": 1}
 # The label stage's similarity is not searched: z-scored cosine.  Measured on the default
 # phantom (seed 0, the design seed), subjects 1-3, on the test set: with the same predicted
 # features (sbd's, the paper's, or the true ones) it gave the highest wup_specific of the
@@ -134,7 +132,7 @@ PAPER_LIKE: dict[str, Any] = {"alpha": 1000.0, "voxel_frac": 1.0, "selection": "
 # 0.18 for centred cosine and raw Euclidean), while held-out validation ranked it below
 # them (top-1 accuracy 0.02 against 0.05): validation could not rank these choices, and
 # searching them let the study pick by noise.
-SIMILARITY: dict[str, Any] = {"normalize": "zscore", "metric": "cosine"}
+SIMILARITY: dict[str, Any] = spaces.SIMILARITY
 # Queued first: the paper's ridge with its nearest-neighbour rule, the semantic rule, and
 # image and category targets mixed, rescaled with category-averaged held-out statistics,
 # over each class's two nearest images.
@@ -147,7 +145,7 @@ QUEUED = (PAPER_RIDGE, SEMANTIC, MIXED_ZSCORE)
 DEFAULT_ABSENT_FRACTION = 0.6
 _RIDGE_KEYS = ("alpha", "voxel_frac", "selection", "standardize")
 _LABEL_KEYS = ("normalize", "metric", "rule", "k", "temperature", "members")
-MEMBERS_MAX = 3
+MEMBERS_MAX = spaces.MEMBERS_MAX
 
 
 def normalise_decoder_params(params: dict[str, Any]) -> dict[str, Any]:
@@ -194,23 +192,8 @@ def label_params(params: dict[str, Any]) -> dict[str, Any]:
 
 
 def suggest(trial: optuna.Trial) -> dict[str, Any]:
-    """One configuration of the search space (module doc)."""
-    p = {"alpha": trial.suggest_float("alpha", *ALPHA_RANGE, log=True),
-         "voxel_frac": trial.suggest_float("voxel_frac", 0.1, 1.0, step=0.1),
-         "selection": trial.suggest_categorical("selection", list(SELECTIONS)),
-         "standardize": trial.suggest_categorical("standardize", [False, True]),
-         "target_mix": trial.suggest_float("target_mix", 0.0, 1.0, step=0.25),
-         "feature_norm": trial.suggest_categorical("feature_norm",
-                                                   list(SEARCHED_FEATURE_NORMS)),
-         **SIMILARITY,
-         "rule": trial.suggest_categorical("rule", list(RULES))}
-    p["k"] = (trial.suggest_int("k", 1, K_MAX, log=True)
-              if p["rule"] in ("vote", "weighted") else 1)
-    p["temperature"] = (trial.suggest_float("temperature", 0.01, 10.0, log=True)
-                        if p["rule"] in ("weighted", "semantic") else 1.0)
-    p["members"] = (trial.suggest_int("members", 1, MEMBERS_MAX)
-                    if p["rule"] in ("nearest", "semantic") else 1)
-    return p
+    """One configuration of :data:`sbd.decoding.tuning.spaces.DECODER` (module doc)."""
+    return spaces.suggest(trial, spaces.DECODER, spaces.DECODER_WHEN)
 
 
 def _category_means(P: np.ndarray, codes: np.ndarray, n: int) -> np.ndarray:
@@ -562,43 +545,35 @@ def _mean_scores(scores: list[dict[str, float]]) -> dict[str, float]:
     return {k: float(np.mean([s[k] for s in scores])) for k in SCORE_KEYS}
 
 
+def _queued_keys(name: str, config: dict[str, Any]) -> bool:
+    """The searched parameters of a queued configuration (the fixed similarity and the
+    conditional ones its rule does not search are left out)."""
+    rule = config["rule"]
+    return (name not in SIMILARITY and (name not in spaces.DECODER_WHEN or
+                                        rule in spaces.DECODER_WHEN[name]))
+
+
 def tune_decoder(search: DecoderSearch, n_trials: int = 60, objective: str = "specific",
                  seed: int = 0, storage: str | None = None, study_name: str | None = None,
-                 n_recheck: int = 8, n_resplits: int = 2, log_to_mlflow: bool = True,
-                 progress: bool = False) -> DecoderTuneResult:
-    """Optuna (TPE, seeded) over :func:`suggest`, with :data:`QUEUED` first (the paper's
-    settings made inductive, centred nearest neighbour, the semantic rule); each trial a
-    nested MLflow run when a run is active.
+                 n_recheck: int = 8, n_resplits: int = 2, callbacks: Sequence[Callable] = (),
+                 progress: bool = False, heartbeat_s: float | None = None
+                 ) -> DecoderTuneResult:
+    """Optuna (TPE, seeded; :mod:`sbd.decoding.tuning.study`) over :func:`suggest`, with
+    :data:`QUEUED` first (the paper's settings made inductive, centred nearest neighbour,
+    the semantic rule); ``callbacks`` are called after each trial (the steps log each as a
+    nested MLflow run with :class:`sbd.tracking.TrialLogger`).
 
     The best of many noisy validation scores is biased upwards (the winner's curse), so the
     ``n_recheck`` best configurations are scored again on ``n_resplits`` other category
-    splits, and the one of best mean objective over all splits wins.  ``best_scores`` and
-    ``paper_scores`` are means over those splits.  ``storage`` / ``study_name``: an RDB URL
-    to share or resume the study (:func:`sbd.decoding.tuning.make_storage`).
+    splits, and the one of best mean objective over all splits wins (:func:`recheck`).
+    ``best_scores`` and ``paper_scores`` are means over those splits.  ``storage`` /
+    ``study_name``: an RDB URL to share or resume the study.
     """
-    from sbd.decoding.tuning import make_storage
-
     if objective not in OBJECTIVES:
         raise ValueError(f"Unknown objective={objective!r}; valid: {', '.join(OBJECTIVES)}.")
-    if int(n_trials) < 0:
-        raise ValueError(f"n_trials must be ≥ 0, got {n_trials}.")
-    storage_obj = make_storage(storage)
-    if storage_obj is not None and not study_name:
-        raise ValueError("A persistent storage needs a study_name to resume the study by.")
-    study = optuna.create_study(storage=storage_obj, study_name=study_name or None,
-                                direction="maximize", load_if_exists=True,
-                                sampler=optuna.samplers.TPESampler(seed=int(seed)))
-    study.sampler = optuna.samplers.TPESampler(seed=int(seed) + len(study.trials))
-    for queued in QUEUED:
-        study.enqueue_trial({k: v for k, v in queued.items()
-                             if k not in SIMILARITY and
-                             (k != "k" or queued["rule"] in ("vote", "weighted")) and
-                             (k != "temperature" or queued["rule"] in ("weighted", "semantic"))},
-                            skip_if_exists=True)
-    if log_to_mlflow:
-        import mlflow
-
-        log_to_mlflow = mlflow.active_run() is not None
+    extra = {} if heartbeat_s is None else {"heartbeat_s": heartbeat_s}
+    study = create_study(storage, study_name, seed, {"objective": objective}, **extra)
+    enqueue(study, QUEUED, _queued_keys)
     score_of = OBJECTIVES[objective]
     rows: list[dict[str, Any]] = []
 
@@ -606,32 +581,26 @@ def tune_decoder(search: DecoderSearch, n_trials: int = 60, objective: str = "sp
         p = suggest(trial)
         scores = search.score(p)
         value = score_of(scores)
-        for key, v in scores.items():
-            trial.set_user_attr(f"val/{key}", v)
+        record(trial, p, {**scores, "objective": value})
         rows.append({"trial": trial.number, **p, **scores, "objective": value})
-        with trial_run(log_to_mlflow, trial.number, "decoder-trial") as run:
-            if run is not None:
-                import mlflow
-
-                mlflow.log_params(p)
-                mlflow.log_metrics({**{f"val/{k}": v for k, v in scores.items()},
-                                    "val/objective": value})
-                mlflow.set_tags({"optuna.study": study.study_name,
-                                 "optuna.trial": str(trial.number),
-                                 "optuna.state": "COMPLETE", OBJECTIVE_TAG: objective})
         return value
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
-        study.optimize(run_trial, n_trials=int(n_trials), show_progress_bar=progress,
-                       gc_after_trial=False)
+    optimize(study, run_trial, n_trials, callbacks, progress)
+    best_params, best_scores, paper = recheck(study, search, objective, seed, n_recheck,
+                                              n_resplits)
+    return DecoderTuneResult(study, objective, best_params, best_scores, paper, rows)
+
+
+def recheck(study: optuna.Study, search: DecoderSearch, objective: str, seed: int = 0,
+            n_recheck: int = 8, n_resplits: int = 2
+            ) -> tuple[dict[str, Any], dict[str, float], dict[str, float]]:
+    """The ``n_recheck`` best distinct configurations of ``study`` scored again on
+    ``n_resplits`` other category splits (seeded by ``seed``); returns the best one by mean
+    objective over all splits, its mean scores, and the paper's mean scores."""
+    score_of = OBJECTIVES[objective]
     done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-    if not done:
-        raise RuntimeError(f"Study {study.study_name!r} has no completed trial.")
-    ranked = sorted(done, key=lambda t: t.value, reverse=True)
     candidates: list[dict[str, Any]] = []
-    for t in ranked:
+    for t in sorted(done, key=lambda t: t.value, reverse=True):
         p = normalise_decoder_params({**SIMILARITY, **t.params})
         if p not in candidates:
             candidates.append(p)
@@ -645,4 +614,4 @@ def tune_decoder(search: DecoderSearch, n_trials: int = 60, objective: str = "sp
         if value > best_value:
             best_params, best_scores, best_value = p, scores, value
     paper = _mean_scores([search.score_paper()] + [o.score_paper() for o in others])
-    return DecoderTuneResult(study, objective, best_params, best_scores, paper, rows)
+    return best_params, best_scores, paper

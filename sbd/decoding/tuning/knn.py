@@ -1,24 +1,27 @@
 """Tuning the kNN label stage alone (the ``train_knn`` component tool) on validation
 queries: ridge-predicted features of held-out training categories.  The whole decoder is
-tuned by :mod:`sbd.decoding.decoder_tuning`; this search keeps the label stage's own,
-older, study (k, metric, rule, temperature; the semantic rule needs WordNet tables per
-query and is left to the decoder tuning)."""
+tuned by :mod:`sbd.decoding.tuning.decoder`; this searches the label stage's sub-space
+(:data:`sbd.decoding.tuning.spaces.KNN`: k, metric, rule, temperature; the semantic rule
+needs WordNet tables per query and is left to the decoder tuning) through the same study
+code (:mod:`sbd.decoding.tuning.study`)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 import optuna
 
 from sbd.decoding import knn
-from sbd.decoding.tuning import trial_run
+from sbd.decoding.tuning import spaces
+from sbd.decoding.tuning.study import create_study, enqueue, optimize, record
 
 __all__ = ["K_MAX", "TOP_K", "PAPER_RULE", "OBJECTIVE", "ValidationSearch", "suggest", "tune"]
 
-K_MAX = 50
+K_MAX = spaces.KNN["k"].high
 TOP_K = 5
-PAPER_RULE = {"k": 5, "metric": "euclidean", "rule": "nearest", "temperature": 1.0}
+PAPER_RULE = spaces.PAPER_LABELS
 OBJECTIVE = "wup_top1"
 
 
@@ -78,44 +81,32 @@ class ValidationSearch:
 
 
 def suggest(trial: optuna.Trial) -> dict[str, Any]:
-    """One configuration of the search space (module doc)."""
-    p = {"k": trial.suggest_int("k", 1, K_MAX, log=True),
-         "metric": trial.suggest_categorical("metric", list(knn.METRICS)),
-         # the semantic rule needs WordNet tables: train_decoder tunes it
-         "rule": trial.suggest_categorical("rule", [r for r in knn.RULES if r != "semantic"])}
-    p["temperature"] = (trial.suggest_float("temperature", 0.01, 10.0, log=True)
-                        if p["rule"] == "weighted" else 1.0)
-    return p
+    """One configuration of :data:`sbd.decoding.tuning.spaces.KNN`."""
+    return spaces.suggest(trial, spaces.KNN, spaces.KNN_WHEN)
 
 
-def tune(search: ValidationSearch, n_trials: int, seed: int = 0, nested_runs: bool = True
+def tune(search: ValidationSearch, n_trials: int, seed: int = 0,
+         callbacks: Sequence[Callable] = ()
          ) -> tuple[dict[str, Any], dict[str, float], dict[str, float], list[dict]]:
-    """Optuna study over :func:`suggest`; the paper's rule is enqueued as trial 0.
+    """Optuna study over :func:`suggest`; the paper's rule is enqueued as trial 0;
+    ``callbacks`` are called after each trial.
 
     Returns ``(best_params, best_scores, paper_scores, trials)``.
     """
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(direction="maximize",
-                                sampler=optuna.samplers.TPESampler(seed=int(seed)))
-    study.enqueue_trial({k: v for k, v in PAPER_RULE.items() if k != "temperature"})
+    study = create_study(seed=seed)
+    enqueue(study, [PAPER_RULE], lambda name, _: name != "temperature")
     rows: list[dict] = []
 
     def objective(trial: optuna.Trial) -> float:
         p = suggest(trial)
         s = search.score(**p)
         rows.append({"trial": trial.number, **p, **s})
-        with trial_run(nested_runs, trial.number, "knn-trial") as run:
-            if run is not None:
-                import mlflow
-
-                mlflow.log_params(p)
-                mlflow.log_metrics({f"val/{m}": v for m, v in s.items()})
-        for m, v in s.items():
-            trial.set_user_attr(m, v)
+        record(trial, p, s)
         return s[OBJECTIVE]
 
-    study.optimize(objective, n_trials=max(1, int(n_trials)))
+    optimize(study, objective, max(1, int(n_trials)), callbacks)
     best = dict(study.best_trial.params)
     best.setdefault("temperature", 1.0)
-    paper = search.score(**PAPER_RULE)
-    return best, dict(study.best_trial.user_attrs), paper, rows
+    best_scores = {k[len("val/"):]: v for k, v in study.best_trial.user_attrs.items()
+                   if k.startswith("val/")}
+    return best, best_scores, search.score(**PAPER_RULE), rows

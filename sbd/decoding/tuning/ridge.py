@@ -12,10 +12,10 @@ Test categories are never seen in training, so validation folds split by categor
   hence the name, unlike an evaluation's ``test/ident{n}_acc`` among all test samples);
   ``ident_othercat_top1``: identified among all of them.
 
-Search space (:func:`suggest_params`)
+Search space (:data:`sbd.decoding.tuning.spaces.RIDGE`, drawn by :func:`suggest_params`)
 
 ===================  ================================================================
-alpha                log-uniform in [1e-2, 1e8]
+alpha                log-uniform in [1, 1e6] (:data:`sbd.decoding.tuning.spaces.ALPHA`)
 alpha_mode           ``shared`` (one alpha) or ``per_target`` (one alpha per feature,
                      each chosen on the training fold by exact leave-one-category-out
                      error from :data:`PER_TARGET_GRID`, within ±2 decades of ``alpha``)
@@ -36,16 +36,12 @@ the paper's fixed Ridge(alpha=1000) is scored on the same folds (:data:`PAPER_PA
 
 from __future__ import annotations
 
-import json
 import logging
 import math
-import os
-import tempfile
-import warnings
 from collections import OrderedDict
-from contextlib import contextmanager, nullcontext
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import numpy as np
 import optuna
@@ -55,31 +51,28 @@ from sbd.decoding.ridge import (
     MultiRidge, RidgeDecomposition, SELECTIONS, adjust_predictions, center_scale, decompose,
     grouped_loo_errors, n_voxels_kept, select_voxels, shrinkage, voxel_scores,
 )
+from sbd.decoding.tuning import spaces
+from sbd.decoding.tuning.study import create_study, enqueue, optimize, record
 from sbd.params import as_bool
 from sbd.scores import identification, other_category_mask, pearson_matrix
-from sbd.tracking import OBJECTIVE_TAG
 
 __all__ = [
     "OBJECTIVES", "ALPHA_RANGE", "PER_TARGET_GRID", "PAPER_PARAMS", "PAPER_ADJUSTED_PARAMS",
     "grouped_folds", "score_predictions", "identification_accuracy", "FoldCache",
     "normalise_params", "params_from_tags", "suggest_params", "evaluate_params",
     "per_target_window", "per_target_alphas",
-    "fit_model", "out_of_fold_predictions", "make_storage", "study_lock", "create_study",
-    "trial_run",
-    "TuneResult",
-    "tune", "log_study_summary",
+    "fit_model", "out_of_fold_predictions", "TuneResult", "tune",
 ]
 
 logger = logging.getLogger(__name__)
 
 OBJECTIVES = {"ident": "ident_othercat_acc", "r": "r"}
 SCORE_KEYS = ("r", "ident_othercat_acc", "ident_othercat_top1")
-ALPHA_RANGE = (1e-2, 1e8)
+ALPHA_RANGE = (spaces.ALPHA.low, spaces.ALPHA.high)
 PER_TARGET_GRID = np.logspace(-2, 8, 21)
 PER_TARGET_WIDTH = 2.0
 ALPHA_MODES = ("shared", "per_target")
-PAPER_PARAMS: dict[str, Any] = {"alpha": 1000.0, "alpha_mode": "shared", "voxel_frac": 1.0,
-                                "selection": "corr", "standardize": False,
+PAPER_PARAMS: dict[str, Any] = {**spaces.PAPER_RIDGE, "alpha_mode": "shared",
                                 "test_time_adjust": False}
 PAPER_ADJUSTED_PARAMS: dict[str, Any] = {**PAPER_PARAMS, "test_time_adjust": True}
 
@@ -330,14 +323,8 @@ def params_from_tags(tags: dict[str, str]) -> dict[str, Any]:
 
 
 def suggest_params(trial: optuna.Trial) -> dict[str, Any]:
-    """Sample one configuration (the search space of the module docstring)."""
-    return {
-        "alpha": trial.suggest_float("alpha", *ALPHA_RANGE, log=True),
-        "alpha_mode": trial.suggest_categorical("alpha_mode", list(ALPHA_MODES)),
-        "voxel_frac": trial.suggest_float("voxel_frac", 0.05, 1.0, step=0.05),
-        "selection": trial.suggest_categorical("selection", list(SELECTIONS)),
-        "standardize": trial.suggest_categorical("standardize", [False, True]),
-    }
+    """Sample one configuration of :data:`sbd.decoding.tuning.spaces.RIDGE`."""
+    return spaces.suggest(trial, spaces.RIDGE)
 
 
 def per_target_window(centre: float, grid: np.ndarray = PER_TARGET_GRID,
@@ -438,120 +425,13 @@ def out_of_fold_predictions(X: np.ndarray, Y: np.ndarray, groups: np.ndarray,
 
 
 # ---------------------------------------------------------------------------------------
-# the study
+# the study (:mod:`sbd.decoding.tuning.study`)
 # ---------------------------------------------------------------------------------------
-
-HEARTBEAT_S = 10
-"""Seconds between the heartbeats of a running trial in an RDB study (environment
-variable ``SBD_OPTUNA_HEARTBEAT_S`` overrides; 0 turns heartbeats off).  A trial silent for
-three of them (its worker killed, its machine gone) is marked FAILED by the next worker
-that starts a trial, and queued again once (:data:`MAX_RETRY`)."""
-MAX_RETRY = 1
-
-
-def make_storage(storage: str | None) -> optuna.storages.BaseStorage | None:
-    """None/"" → in memory; an RDB URL (``sqlite:///study.db``, ``postgresql://…``) → an
-    RDBStorage (sqlite with a 60 s lock timeout, so several processes can write), with
-    heartbeats (:data:`HEARTBEAT_S`): a trial whose worker died is failed and retried
-    (``RetryFailedTrialCallback``) instead of staying RUNNING for ever."""
-    if storage in (None, ""):
-        return None
-    if "://" not in storage:
-        raise ValueError(f"storage={storage!r} is not an RDB URL; use e.g. "
-                         f"'sqlite:///{storage}' or 'postgresql://user@host/db'.")
-    kwargs: dict[str, Any] = {}
-    if storage.startswith("sqlite"):
-        kwargs = {"connect_args": {"timeout": 60}}
-    heartbeat = int(float(os.environ.get("SBD_OPTUNA_HEARTBEAT_S", HEARTBEAT_S)))
-    if heartbeat <= 0:
-        return optuna.storages.RDBStorage(storage, engine_kwargs=kwargs)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        retry = optuna.storages.RetryFailedTrialCallback(max_retry=MAX_RETRY)
-        return optuna.storages.RDBStorage(storage, engine_kwargs=kwargs,
-                                          heartbeat_interval=heartbeat,
-                                          grace_period=3 * heartbeat,
-                                          failed_trial_callback=retry)
-
-
-@contextmanager
-def study_lock(storage: str | None, study_name: str | None) -> Iterator[None]:
-    """Mutual exclusion among the processes working on study ``study_name`` of ``storage``
-    (e.g. around "is the best already registered? else register it", so that the workers
-    of one study register its best once): a PostgreSQL advisory lock, MySQL's GET_LOCK, a
-    file lock beside an sqlite file; a no-op for an in-memory study."""
-    if not storage or not study_name:
-        yield
-        return
-    import hashlib
-
-    import sqlalchemy
-
-    key = int.from_bytes(hashlib.sha256(f"sbd:{study_name}".encode()).digest()[:8], "big",
-                         signed=True)
-    url = sqlalchemy.engine.make_url(storage)
-    if url.get_backend_name() == "sqlite":
-        import fcntl
-
-        with open(f"{url.database or 'optuna'}.{key & 0xFFFFFFFF:08x}.lock", "a") as f:
-            fcntl.flock(f, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(f, fcntl.LOCK_UN)
-        return
-    engine = sqlalchemy.create_engine(storage, poolclass=sqlalchemy.pool.NullPool)
-    try:
-        with engine.connect() as conn:
-            backend = url.get_backend_name()
-            if backend == "postgresql":
-                conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": key})
-            elif backend == "mysql":
-                conn.execute(sqlalchemy.text("SELECT GET_LOCK(:k, -1)"), {"k": str(key)})
-            else:
-                logger.warning("no lock for %s storages: workers may register twice", backend)
-            try:
-                yield
-            finally:
-                if backend == "postgresql":
-                    conn.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:k)"), {"k": key})
-                elif backend == "mysql":
-                    conn.execute(sqlalchemy.text("SELECT RELEASE_LOCK(:k)"), {"k": str(key)})
-    finally:
-        engine.dispose()
-
 
 def _study_attrs(X: np.ndarray, Y: np.ndarray, objective: str, n_splits: int, n_way: int
                  ) -> dict[str, Any]:
     return {"objective": objective, "n_samples": int(X.shape[0]), "n_voxels": int(X.shape[1]),
             "n_targets": int(Y.shape[1]), "n_splits": int(n_splits), "n_way": int(n_way)}
-
-
-def create_study(storage: str | None = None, study_name: str | None = None, seed: int = 0,
-                 attrs: dict[str, Any] | None = None) -> optuna.Study:
-    """Create or resume (same ``study_name`` in ``storage``) a maximising study.
-
-    ``attrs`` are recorded on a new study and must match on a resumed one (same data,
-    objective and folds), else ValueError.  The TPE sampler is seeded with ``seed`` plus the
-    number of trials already in the study (give parallel workers different seeds).
-    """
-    storage_obj = make_storage(storage)
-    if storage_obj is not None and not study_name:
-        raise ValueError("A persistent storage needs a study_name to resume the study by.")
-    study = optuna.create_study(
-        storage=storage_obj, study_name=study_name or None, direction="maximize",
-        load_if_exists=True, sampler=optuna.samplers.TPESampler(seed=int(seed)),
-        pruner=optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1))
-    # a resumed study continues the seeded sequence instead of repeating its first trials
-    study.sampler = optuna.samplers.TPESampler(seed=int(seed) + len(study.trials))
-    existing = study.user_attrs
-    for k, v in (attrs or {}).items():
-        if k in existing and existing[k] != v:
-            raise ValueError(f"Study {study.study_name!r} in {storage} was made with {k}="
-                             f"{existing[k]!r}, not {v!r}; use another study_name.")
-        if k not in existing:
-            study.set_user_attr(k, v)
-    return study
 
 
 @dataclass
@@ -572,137 +452,55 @@ class TuneResult:
         return self.best_scores[OBJECTIVES[self.objective]]
 
 
-def trial_run(enabled: bool, trial_number: int, prefix: str = "trial"):
-    """A nested MLflow run ``<prefix>-<NNN>`` for one Optuna trial (a no-op context when
-    not ``enabled``)."""
-    if not enabled:
-        return nullcontext()
-    import mlflow
-
-    return mlflow.start_run(run_name=f"{prefix}-{trial_number:03d}", nested=True)
-
-
 def tune(X: np.ndarray, Y: np.ndarray, groups: np.ndarray, n_trials: int = 30,
          objective: str = "ident", storage: str | None = None, study_name: str | None = None,
-         seed: int = 0, n_splits: int = 5, n_way: int = 2, timeout: float | None = None,
-         log_to_mlflow: bool = True, progress: bool = False, cache: FoldCache | None = None
-         ) -> TuneResult:
+         seed: int = 0, n_splits: int = 5, n_way: int = 2, callbacks: Sequence[Callable] = (),
+         progress: bool = False, cache: FoldCache | None = None,
+         heartbeat_s: float | None = None) -> TuneResult:
     """Optuna search of ridge hyper-parameters on category folds.
 
     Parameters
     ----------
     X : ndarray (n, v) voxels;  Y : ndarray (n, d) features;  groups : (n,) category (wnid)
     n_trials : trials added by this call (the paper's alpha is queued first on a new study,
-        so the best is never worse than it)
+        as a reference point for the sampler)
     objective : ``"ident"`` (identification accuracy) or ``"r"`` (mean Pearson r)
-    storage, study_name : RDB URL and name to resume / share a study (:func:`make_storage`)
-    log_to_mlflow : with an active MLflow run, each trial is a nested run and the active
-        run gets the summary (:func:`log_study_summary`)
+    storage, study_name : RDB URL and name to resume / share a study
+        (:func:`sbd.decoding.tuning.study.make_storage`; ``heartbeat_s`` its heartbeat)
+    callbacks : Optuna callbacks, called after each trial (the steps log trials with
+        :class:`sbd.tracking.TrialLogger`); each fold's running objective is reported
+        (step = fold), so unpromising trials are pruned
     """
     if objective not in OBJECTIVES:
         raise ValueError(f"Unknown objective={objective!r}; valid: {', '.join(OBJECTIVES)}.")
-    if int(n_trials) < 0:
-        raise ValueError(f"n_trials must be ≥ 0, got {n_trials}.")
     cache = cache or FoldCache(X, Y, groups, n_splits=n_splits)
+    extra = {} if heartbeat_s is None else {"heartbeat_s": heartbeat_s}
     study = create_study(storage, study_name, seed,
-                         _study_attrs(cache.X, cache.Y, objective, n_splits, n_way))
-    study.enqueue_trial({k: v for k, v in PAPER_PARAMS.items() if k != "test_time_adjust"},
-                        skip_if_exists=True)
-    if log_to_mlflow:
-        import mlflow
-
-        log_to_mlflow = mlflow.active_run() is not None
+                         _study_attrs(cache.X, cache.Y, objective, n_splits, n_way), **extra)
+    enqueue(study, [PAPER_PARAMS], lambda name, _: name != "test_time_adjust")
     key = OBJECTIVES[objective]
 
     def run_trial(trial: optuna.Trial) -> float:
         params = suggest_params(trial)
-        with trial_run(log_to_mlflow, trial.number) as run:
-            if run is not None:
-                import mlflow
+        trial.set_user_attr("params", params)
 
-                mlflow.log_params(params)
-                mlflow.set_tags({"optuna.study": study.study_name,
-                                 "optuna.trial": str(trial.number), OBJECTIVE_TAG: objective})
+        def on_fold(fold: int, running: float) -> None:
+            trial.report(running, fold)
+            if trial.should_prune():
+                raise optuna.TrialPruned(f"pruned after fold {fold}")
 
-            def on_fold(fold: int, running: float) -> None:
-                if run is not None:
-                    mlflow.log_metric(f"val/{key}_running", running, step=fold)
-                trial.report(running, fold)
-                if trial.should_prune():
-                    if run is not None:  # a pruned trial did its job: FINISHED, not a crash
-                        mlflow.set_tag("optuna.state", "PRUNED")
-                        mlflow.end_run("FINISHED")
-                    raise optuna.TrialPruned(f"pruned after fold {fold}")
-
-            scores = evaluate_params(cache, params, n_way, objective, on_fold)
-            for k, v in scores.items():
-                trial.set_user_attr(f"val/{k}", v)
-            if run is not None:
-                mlflow.log_metrics({f"val/{k}": v for k, v in scores.items()})
-                mlflow.set_tag("optuna.state", "COMPLETE")
+        scores = evaluate_params(cache, params, n_way, objective, on_fold)
+        record(trial, params, scores)
         return scores[key]
 
-    before = len(study.trials)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        study.optimize(run_trial, n_trials=int(n_trials), timeout=timeout,
-                       show_progress_bar=progress, gc_after_trial=False)
-    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-    if not done:
-        raise RuntimeError(f"Study {study.study_name!r} has no completed trial.")
+    added = optimize(study, run_trial, n_trials, callbacks, progress)
     best = study.best_trial
     best_params = normalise_params(best.params)
     best_scores = {k: best.user_attrs.get(f"val/{k}") for k in SCORE_KEYS}
     if any(v is None for v in best_scores.values()):
         best_scores = evaluate_params(cache, best_params, n_way, objective)
-    result = TuneResult(
+    return TuneResult(
         study=study, objective=objective, best_params=best_params, best_scores=best_scores,
         paper_scores=evaluate_params(cache, PAPER_PARAMS, n_way, objective),
         paper_adjusted_scores=evaluate_params(cache, PAPER_ADJUSTED_PARAMS, n_way, objective),
-        n_trials_added=len(study.trials) - before, n_decompositions=cache.n_decompositions)
-    if log_to_mlflow:
-        log_study_summary(result)
-    return result
-
-
-def log_study_summary(result: TuneResult, artifact_dir: str = "tuning") -> None:
-    """Log to the active MLflow run: best params (``best_<name>``), validation metrics of the
-    best trial (``val/<score>``) and of the paper's settings (``val/<score>_paper``,
-    ``val/<score>_paper_adjusted``), the trials table, best params JSON, and the
-    optimisation-history and parameter-importance figures (PNG)."""
-    import matplotlib
-
-    if matplotlib.get_backend().lower() not in ("agg", "pdf", "svg", "ps", "cairo"):
-        matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import mlflow
-    from optuna.visualization import matplotlib as ovm
-
-    mlflow.log_params({f"best_{k}": v for k, v in result.best_params.items()})
-    metrics = {f"val/{k}": v for k, v in result.best_scores.items()}
-    metrics.update({f"val/{k}_paper": v for k, v in result.paper_scores.items()})
-    metrics.update({f"val/{k}_paper_adjusted": v for k, v in result.paper_adjusted_scores.items()})
-    metrics["tuning/n_trials"] = len(result.study.trials)
-    metrics["tuning/n_decompositions"] = result.n_decompositions
-    mlflow.log_metrics(metrics)
-    mlflow.log_text(json.dumps({"objective": result.objective, "params": result.best_params,
-                                "scores": result.best_scores, "paper": result.paper_scores,
-                                "paper_adjusted": result.paper_adjusted_scores}, indent=2),
-                    f"{artifact_dir}/best_params.json")
-    with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, "trials.csv")
-        result.study.trials_dataframe().to_csv(path, index=False)
-        mlflow.log_artifact(path, artifact_dir)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        for fname, plot in (("optimization_history.png", ovm.plot_optimization_history),
-                            ("param_importances.png", ovm.plot_param_importances)):
-            try:
-                ax = plot(result.study)
-            except (ValueError, RuntimeError, ZeroDivisionError) as err:
-                logger.warning("No %s: %s", fname, err)
-                continue
-            fig = np.ravel(ax)[0].figure
-            fig.tight_layout()
-            mlflow.log_figure(fig, f"{artifact_dir}/{fname}")
-            plt.close(fig)
+        n_trials_added=added, n_decompositions=cache.n_decompositions)
