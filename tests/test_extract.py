@@ -220,6 +220,42 @@ def test_shards_and_merge_equal_one_shot(oneshot, tmp_path):
     _assert_same_bank(out, paths["bank"])
 
 
+def test_one_process_merges_the_others_move_on(oneshot, tmp_path):
+    """While another process holds the merge lock, the last shard does not merge (nor wait)
+    and merge() refuses; the lock is the OS's, so a dead holder leaves none behind."""
+    from filelock import FileLock
+
+    root, paths, _ = oneshot
+    data = _copy_without_bank_features(root, tmp_path / "data")
+    out = layout.features_file(data, BACKBONE, "bank")
+    lock_file = data / ".locks" / f"merge-features-{BACKBONE}-bank.lock"
+    extract_source(data, BACKBONE, "bank", batch_size=2, num_workers=0, chunk_size=2,
+                   shard="0/2", progress=False)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(f"""
+            import sys, time
+            from filelock import FileLock
+            lock = FileLock({str(lock_file)!r})
+            lock.acquire()
+            print("held", flush=True)
+            time.sleep(120)
+        """)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        r1 = extract_source(data, BACKBONE, "bank", batch_size=2, num_workers=0,
+                            chunk_size=2, shard="1/2", progress=False)
+        assert r1.path is None and not out.exists() and r1.n_computed == 6
+        with pytest.raises(RuntimeError, match="Another process is merging"):
+            merge(data, BACKBONE, "bank", chunk_size=2)
+    finally:
+        holder.kill()
+        holder.wait(30)
+        holder.stdout.close()
+    assert merge(data, BACKBONE, "bank", chunk_size=2) == out    # the dead holder's lock is free
+    assert FileLock(str(lock_file)).acquire(timeout=0)
+    _assert_same_bank(out, paths["bank"])
+
+
 def test_bad_arguments(tmp_path, oneshot):
     root, _, _ = oneshot
     with pytest.raises(ValueError, match="shard"):

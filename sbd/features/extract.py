@@ -30,7 +30,6 @@ import logging
 import os
 import re
 import shutil
-import socket
 import time
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -39,13 +38,16 @@ from typing import Sequence
 
 import numpy as np
 import torch
+from filelock import FileLock, Timeout
 from PIL import Image
 from tqdm.auto import tqdm
 
 from sbd.data import layout
 from sbd.data.images import IMAGE_EXTENSIONS, SkippedImages, is_image_file, try_read_image
+from sbd.data.locks import LOCK_DIR
 from sbd.features.backbones import Backbone, get_backbone, to_uint8
 from sbd.features.bank import FEATURE_DTYPES, BankWriter, FeatureBank
+from sbd.files import staged_path, write_bytes
 
 log = logging.getLogger(__name__)
 
@@ -248,6 +250,13 @@ def parse_shard(shard: str | tuple[int, int]) -> tuple[int, int]:
     return i, n
 
 
+def _source_items(data_dir: Path, source: str) -> tuple[list[Item], list[Item]]:
+    """The images of a source to extract, and (bank) those left out as stimulus images."""
+    if source == "bank":
+        return list_bank(data_dir, stimulus_ids(data_dir))
+    return list_stimuli(data_dir, source), []
+
+
 def _partial_dir(out: Path) -> Path:
     return out.with_name(out.stem + ".partial")
 
@@ -272,20 +281,12 @@ def _manifest_key(m: dict) -> str:
     return hashlib.sha256(json.dumps(m, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
 def _save_chunk(path: Path, index: np.ndarray, features: np.ndarray, failed_index: np.ndarray,
                 failed_error: list[str]) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
+    with staged_path(path) as tmp, open(tmp, "wb") as f:
         np.savez(f, index=index.astype(np.int64), features=features,
                  failed_index=failed_index.astype(np.int64),
                  failed_error=np.array(failed_error, dtype=str).reshape(-1))
-    os.replace(tmp, path)
 
 
 def _load_chunk(path: Path) -> dict[str, np.ndarray]:
@@ -312,7 +313,7 @@ def _prepare_partial(partial: Path, manifest: dict, n_shards: int) -> None:
         log.warning("Discarding %s: it was started with other images or parameters.", partial)
         for p in partial.iterdir():
             p.unlink()
-    _atomic_write_bytes(mpath, json.dumps(manifest, indent=1, sort_keys=True).encode())
+    write_bytes(mpath, json.dumps(manifest, indent=1, sort_keys=True).encode())
 
 
 def _chunk_bounds(k: int, chunk_size: int, n: int) -> tuple[int, int]:
@@ -378,49 +379,23 @@ def _compute_chunks(data_dir: Path, items: list[Item], chunks: list[int], chunk_
     return len(positions)
 
 
-class _Lock:
-    """An exclusive lock file (holder: host + pid); a stale one of a dead local process is taken over."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        self.held = False
-
-    def acquire(self) -> bool:
-        me = f"{socket.gethostname()} {os.getpid()}"
-        for _ in range(2):
-            try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-            except FileNotFoundError:  # the folder is gone: someone else merged already
-                return False
-            except FileExistsError:
-                try:
-                    host, pid = self.path.read_text().split()
-                    stale = host == socket.gethostname() and not _alive(int(pid))
-                except (OSError, ValueError):
-                    stale = False
-                if not stale:
-                    return False
-                self.path.unlink(missing_ok=True)
-                continue
-            with os.fdopen(fd, "w") as f:
-                f.write(me)
-            self.held = True
-            return True
-        return False
-
-    def release(self) -> None:
-        if self.held:
-            self.path.unlink(missing_ok=True)
-            self.held = False
+def _merge_lock(data_dir: Path, out: Path) -> FileLock:
+    """The lock of merging the chunks into ``out``: one process merges, the others see it
+    held and move on (an OS lock, released when its holder dies, so a killed merge leaves
+    no stale lock).  It lives in ``<data_dir>/.locks`` (:mod:`sbd.data.locks`), not in the
+    partial folder that the merge removes."""
+    locks = data_dir / LOCK_DIR
+    locks.mkdir(parents=True, exist_ok=True)
+    name = "-".join(out.relative_to(data_dir).with_suffix("").parts)  # features-<bb>-<source>
+    return FileLock(str(locks / f"merge-{name}.lock"))
 
 
-def _alive(pid: int) -> bool:
+def _try_lock(lock: FileLock) -> bool:
+    """Take ``lock`` when it is free; False, without waiting, when another holds it."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        lock.acquire(timeout=0)
+    except Timeout:
         return False
-    except PermissionError:
-        return True
     return True
 
 
@@ -551,24 +526,10 @@ def extract_source(data_dir: str | Path, backbone: str | Backbone, source: str,
     Returns an :class:`ExtractResult` (``path`` None while other shards are missing).
     """
     data_dir = Path(data_dir)
-    if source not in SOURCES["all"]:
-        raise ValueError(f"Unknown source={source!r}; valid: training, test, bank.")
-    if dtype not in FEATURE_DTYPES:
-        raise ValueError(f"Unknown dtype={dtype!r}; valid: {', '.join(FEATURE_DTYPES)}.")
-    if batch_size < 1 or chunk_size < 1 or num_workers < 0:
-        raise ValueError(f"Need batch_size >= 1, chunk_size >= 1, num_workers >= 0; got "
-                         f"{batch_size}, {chunk_size}, {num_workers}.")
+    _check_source_args(source, dtype, batch_size, chunk_size, num_workers, backbone)
     i, n_shards = parse_shard(shard)
     name = backbone if isinstance(backbone, str) else backbone.name
-    if isinstance(backbone, str):
-        from sbd.features.backbones import BACKBONES
-        if backbone not in BACKBONES:
-            raise ValueError(f"Unknown backbone={backbone!r}; valid: {', '.join(BACKBONES)}.")
-
-    if source == "bank":
-        items, excluded_by_id = list_bank(data_dir, stimulus_ids(data_dir))
-    else:
-        items, excluded_by_id = list_stimuli(data_dir, source), []
+    items, excluded_by_id = _source_items(data_dir, source)
     out = layout.features_file(data_dir, name, source)
     manifest = _manifest(source, items, name, dtype, chunk_size)
     if out.is_file() and not force:
@@ -603,29 +564,54 @@ def extract_source(data_dir: str | Path, backbone: str | Backbone, source: str,
     result = ExtractResult(source=source, path=None, n_images=len(items),
                            n_computed=int(n_pending), n_resumed=int(n_mine - n_pending))
     if all(_chunk_path(partial, k).is_file() for k in range(n_chunks)):
-        lock = _Lock(partial / "merge.lock")
-        if lock.acquire():
-            try:
-                if out.is_file() and not partial.joinpath("manifest.json").is_file():
-                    return _result_from_file(source, out, len(items))
-                bb_any = bb if bb is not None else name
-                layer, prep = _describe(bb_any)
-                ref_kw = dict(batch_size=batch_size, num_workers=num_workers, dtype=dtype,
-                              progress=progress, chunk_size=chunk_size)
-                final = _finalize(data_dir, source, items, excluded_by_id, manifest, out,
-                                  partial, bb_any, layer, prep, exclude_threshold, ref_kw)
-            finally:
-                lock.release()
-            final.n_computed, final.n_resumed = result.n_computed, result.n_resumed
-            result = final
-        elif out.is_file() and not partial.is_dir():
-            merged = _result_from_file(source, out, len(items))
-            merged.n_computed, merged.n_resumed, merged.skipped = (result.n_computed,
-                                                                   result.n_resumed, False)
-            result = merged
-        else:
-            log.info("Another process is merging %s.", partial)
+        ref_kw = dict(batch_size=batch_size, num_workers=num_workers, dtype=dtype,
+                      progress=progress, chunk_size=chunk_size)
+        result = _merge_when_free(data_dir, source, items, excluded_by_id, manifest, out,
+                                  partial, bb if bb is not None else name, exclude_threshold,
+                                  ref_kw, result)
     result.seconds = seconds
+    return result
+
+
+def _check_source_args(source: str, dtype: str, batch_size: int, chunk_size: int,
+                       num_workers: int, backbone: str | Backbone) -> None:
+    if source not in SOURCES["all"]:
+        raise ValueError(f"Unknown source={source!r}; valid: training, test, bank.")
+    if dtype not in FEATURE_DTYPES:
+        raise ValueError(f"Unknown dtype={dtype!r}; valid: {', '.join(FEATURE_DTYPES)}.")
+    if batch_size < 1 or chunk_size < 1 or num_workers < 0:
+        raise ValueError(f"Need batch_size >= 1, chunk_size >= 1, num_workers >= 0; got "
+                         f"{batch_size}, {chunk_size}, {num_workers}.")
+    if isinstance(backbone, str):
+        from sbd.features.backbones import BACKBONES
+        if backbone not in BACKBONES:
+            raise ValueError(f"Unknown backbone={backbone!r}; valid: {', '.join(BACKBONES)}.")
+
+
+def _merge_when_free(data_dir: Path, source: str, items: list[Item],
+                     excluded_by_id: list[Item], manifest: dict, out: Path, partial: Path,
+                     bb: Backbone | str, exclude_threshold: float, ref_kw: dict,
+                     result: ExtractResult) -> ExtractResult:
+    """Merge the finished chunks into ``out`` unless another process is merging them (or
+    has merged them); ``result`` (what this process computed) is carried over."""
+    lock = _merge_lock(data_dir, out)
+    if _try_lock(lock):
+        try:
+            if out.is_file() and not partial.joinpath("manifest.json").is_file():
+                return _result_from_file(source, out, len(items))
+            layer, prep = _describe(bb)
+            final = _finalize(data_dir, source, items, excluded_by_id, manifest, out,
+                              partial, bb, layer, prep, exclude_threshold, ref_kw)
+        finally:
+            lock.release()
+        final.n_computed, final.n_resumed = result.n_computed, result.n_resumed
+        return final
+    if out.is_file() and not partial.is_dir():
+        merged = _result_from_file(source, out, len(items))
+        merged.n_computed, merged.n_resumed, merged.skipped = (result.n_computed,
+                                                               result.n_resumed, False)
+        return merged
+    log.info("Another process is merging %s.", partial)
     return result
 
 
@@ -706,10 +692,7 @@ def merge(data_dir: str | Path, backbone: str, source: str, dtype: str = "float1
     """Merge the chunks of all shards of one source into its file; RuntimeError naming
     the missing chunks when some shard has not finished."""
     data_dir = Path(data_dir)
-    if source == "bank":
-        items, excluded_by_id = list_bank(data_dir, stimulus_ids(data_dir))
-    else:
-        items, excluded_by_id = list_stimuli(data_dir, source), []
+    items, excluded_by_id = _source_items(data_dir, source)
     out = layout.features_file(data_dir, backbone, source)
     manifest = _manifest(source, items, backbone, dtype, chunk_size)
     partial = _partial_dir(out)
@@ -721,9 +704,9 @@ def merge(data_dir: str | Path, backbone: str, source: str, dtype: str = "float1
         raise ValueError(f"{partial} was made with other images or parameters than given.")
     layer, prep = _describe(backbone)
     ref_kw = dict(batch_size=32, num_workers=0, dtype=dtype, progress=False, chunk_size=chunk_size)
-    lock = _Lock(partial / "merge.lock")
-    if not lock.acquire():
-        raise RuntimeError(f"Another process is merging {partial} (lock {lock.path}).")
+    lock = _merge_lock(data_dir, out)
+    if not _try_lock(lock):
+        raise RuntimeError(f"Another process is merging {partial} (lock {lock.lock_file}).")
     try:
         return _finalize(data_dir, source, items, excluded_by_id, manifest, out, partial,
                          backbone, layer, prep, exclude_threshold, ref_kw).path
