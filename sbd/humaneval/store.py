@@ -11,7 +11,6 @@ the choice, server timestamps (first shown, answered) and the client's reaction 
 from __future__ import annotations
 
 import csv
-import os
 import sqlite3
 from contextlib import contextmanager
 from dataclasses import asdict, fields
@@ -21,6 +20,7 @@ from typing import Any, Iterator
 
 import pandas as pd
 
+from sbd.files import staged_path
 from sbd.humaneval.schedule import SIDES, Trial, rater_schedule
 
 SCHEMA = """
@@ -120,23 +120,19 @@ class AnswerStore:
         path = Path(path)
         if path.exists():
             raise FileExistsError(f"Study database {path} exists already.")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        for p in (tmp, Path(str(tmp) + "-wal"), Path(str(tmp) + "-shm")):
-            p.unlink(missing_ok=True)
-        con = sqlite3.connect(tmp, isolation_level=None)
-        try:
-            con.execute("PRAGMA journal_mode = WAL")
-            con.executescript(SCHEMA)
-            con.execute("BEGIN")
-            con.executemany("INSERT INTO meta VALUES (?, ?)", [(k, str(v)) for k, v in meta.items()])
-            names = [f.name for f in fields(Trial)]
-            con.executemany(f"INSERT INTO trials ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})",
-                            [tuple(asdict(t)[n] for n in names) for t in trials])
-            con.execute("COMMIT")
-        finally:
-            con.close()
-        os.replace(tmp, path)
+        with staged_path(path) as tmp:
+            con = sqlite3.connect(tmp, isolation_level=None)
+            try:
+                con.execute("PRAGMA journal_mode = WAL")
+                con.executescript(SCHEMA)
+                con.execute("BEGIN")
+                con.executemany("INSERT INTO meta VALUES (?, ?)", [(k, str(v)) for k, v in meta.items()])
+                names = [f.name for f in fields(Trial)]
+                con.executemany(f"INSERT INTO trials ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})",
+                                [tuple(asdict(t)[n] for n in names) for t in trials])
+                con.execute("COMMIT")
+            finally:
+                con.close()
         return cls(path)
 
     # -- reading -------------------------------------------------------------------------
@@ -251,12 +247,10 @@ class AnswerStore:
     def export_csv(self, path: str | Path) -> Path:
         """Write all answers to ``path`` (temporary name, then renamed); returns the path."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        with self._read() as con, open(tmp, "w", newline="", encoding="utf-8") as f:
+        with (staged_path(path) as tmp, self._read() as con,
+              open(tmp, "w", newline="", encoding="utf-8") as f):
             w = csv.writer(f)
             w.writerow(ANSWER_COLUMNS)
             for r in con.execute(f"SELECT {', '.join(ANSWER_COLUMNS)} FROM answers ORDER BY id"):
                 w.writerow(tuple(r))
-        os.replace(tmp, path)
         return path

@@ -32,6 +32,7 @@ from tqdm import tqdm
 import sbd
 from sbd import tracking
 from sbd.data import layout
+from sbd.files import staged_path
 from sbd.metrics.generation import GENERATION_CSV
 from sbd.humaneval.schedule import (FOILS, Trial, build_trials, check_relative_path,
                                     read_generation_table)
@@ -146,10 +147,8 @@ def _fetch_missing(study: Study, trials: list[Trial], bank_dir: Path | None) -> 
         else:
             if bank_dir is None:
                 raise ValueError(f"Bank image {rel!r} is missing from the cache and no bank folder is known.")
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(path.name + ".tmp")
-            shutil.copyfile(bank_dir / rel, tmp)
-            os.replace(tmp, path)
+            with staged_path(path) as tmp:
+                shutil.copyfile(bank_dir / rel, tmp)
         if not path.is_file():
             raise ValueError(f"Image {rel!r} of run {study.run_id} could not be fetched into {path}.")
 
