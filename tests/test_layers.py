@@ -24,6 +24,19 @@ def _lint(root: Path) -> subprocess.CompletedProcess:
                           cwd=root, env=env, capture_output=True, text=True, timeout=300)
 
 
+def _renamed_copy(tmp_path: Path) -> Path:
+    """The package and its contracts copied as ``sbdcopy`` (the installed ``sbd`` would
+    shadow a copy of the same name); returns the copy's folder."""
+    copy = tmp_path / "sbdcopy"
+    shutil.copytree(ROOT / "sbd", copy, ignore=shutil.ignore_patterns("__pycache__"))
+    for f in copy.rglob("*.py"):
+        f.write_text(re.sub(r"\bsbd\b(?=[. ])", "sbdcopy", f.read_text()))
+    config = (ROOT / "pyproject.toml").read_text()
+    section = config[config.index("[tool.importlinter]"):]
+    (tmp_path / "pyproject.toml").write_text(re.sub(r"\bsbd\b", "sbdcopy", section))
+    return copy
+
+
 def test_the_package_keeps_its_layers():
     out = _lint(ROOT)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
@@ -33,14 +46,7 @@ def test_the_package_keeps_its_layers():
 def test_a_forbidden_lazy_import_fails(tmp_path):
     """The same code and contracts, renamed ``sbdcopy`` (the installed ``sbd`` would shadow
     a copy of the same name), with one lazy import of a step into the data layer."""
-    copy = tmp_path / "sbdcopy"
-    shutil.copytree(ROOT / "sbd", copy, ignore=shutil.ignore_patterns("__pycache__"))
-    for f in copy.rglob("*.py"):
-        text = f.read_text()
-        f.write_text(re.sub(r"\bsbd\b(?=[. ])", "sbdcopy", text))
-    config = (ROOT / "pyproject.toml").read_text()
-    section = config[config.index("[tool.importlinter]"):]
-    (tmp_path / "pyproject.toml").write_text(re.sub(r"\bsbd\b", "sbdcopy", section))
+    copy = _renamed_copy(tmp_path)
     assert _lint(tmp_path).returncode == 0  # the renamed copy is clean too
     god = copy / "data" / "god.py"
     god.write_text(god.read_text() + "\n\ndef _shortcut():\n"
@@ -49,3 +55,14 @@ def test_a_forbidden_lazy_import_fails(tmp_path):
     out = _lint(tmp_path)
     assert out.returncode != 0
     assert "BROKEN" in out.stdout and "sbdcopy.data.god -> sbdcopy.steps.evaluate" in out.stdout
+
+
+def test_the_library_may_not_log_to_mlflow(tmp_path):
+    """The forbidden contract: a lazy ``import mlflow`` in a metrics module breaks it."""
+    copy = _renamed_copy(tmp_path)
+    target = copy / "metrics" / "decoding.py"
+    target.write_text(target.read_text() + "\n\ndef _log(m):\n    import mlflow\n\n"
+                      "    mlflow.log_metrics(m)\n")
+    out = _lint(tmp_path)
+    assert out.returncode != 0
+    assert "sbdcopy.metrics.decoding -> mlflow" in out.stdout, out.stdout[-2000:]

@@ -110,7 +110,7 @@ def test_an_uncommitted_source_edit_changes_the_key_and_reruns(mlflow_store, tmp
         first, _ = tracking.get_or_run("toy", toy_step, {"x": 11})
         again, reused = tracking.get_or_run("toy", toy_step, {"x": 11})
         assert reused and again == first
-        target = copy / "decoding" / "ridge.py"
+        target = copy / "decoding" / "ridge" / "_estimator.py"
         target.write_text(target.read_text() + "\n# an uncommitted edit\n")
         assert hash_of(root=copy) != before
         edited, reused = tracking.get_or_run("toy", toy_step, {"x": 11})

@@ -27,12 +27,11 @@ from __future__ import annotations
 
 import json
 import logging
-import tempfile
-from pathlib import Path
 from typing import Any
 
 import mlflow
 import numpy as np
+import pandas as pd
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
@@ -113,13 +112,9 @@ def run(dataset: str = "phantom", data_dir: str = "", subject: int = 1, roi: str
         mlflow.log_metrics({**{f"val/{m}": v for m, v in best_scores.items()},
                             **{f"paper/{m}": v for m, v in paper.items()},
                             f"val/gain_{OBJECTIVE}": best_scores[OBJECTIVE] - paper[OBJECTIVE]})
-        with tempfile.TemporaryDirectory() as tmp:
-            import pandas as pd
-
-            pd.DataFrame(rows).to_csv(Path(tmp) / "trials.csv", index=False)
-            (Path(tmp) / "best.json").write_text(json.dumps(
-                {"best": best, "best_scores": best_scores, "paper": paper}, indent=1))
-            mlflow.log_artifacts(tmp, artifact_path="tuning")
+        mlflow.log_text(pd.DataFrame(rows).to_csv(index=False), "tuning/trials.csv")
+        mlflow.log_text(json.dumps({"best": best, "best_scores": best_scores, "paper": paper},
+                                   indent=1), "tuning/best.json")
         log.info("train_knn: best %s=%.4f with %s (paper rule: %.4f)", OBJECTIVE,
                  best_scores[OBJECTIVE], best, paper[OBJECTIVE])
 
