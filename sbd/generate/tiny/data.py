@@ -4,7 +4,6 @@ loading."""
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +12,7 @@ from tqdm.auto import tqdm
 
 from sbd.data import layout
 from sbd.data.images import SkippedImages, UnreadableImage, is_image_file, read_image
+from sbd.files import staged_path
 from sbd.generate.tiny.config import IMAGE_CACHE
 
 log = logging.getLogger(__name__)
@@ -140,9 +140,7 @@ def load_bank(data_dir: str | Path, size: int, max_per_class: int = 0,
     images = np.stack(images)
     labels = np.asarray(labels, dtype=np.int64)[kept]
     if cache is not None:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_name(cache.stem + ".tmp.npz")
-        np.savez(tmp, images=images, labels=labels, wnids=np.asarray(wnids),
-                 max_per_class=max_per_class, signature=bank_signature(data_dir))
-        os.replace(tmp, cache)
+        with staged_path(cache) as tmp:
+            np.savez(tmp, images=images, labels=labels, wnids=np.asarray(wnids),
+                     max_per_class=max_per_class, signature=bank_signature(data_dir))
     return images, labels, wnids

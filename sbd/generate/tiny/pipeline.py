@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import os
-import shutil
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -16,6 +14,7 @@ from diffusers import DDIMScheduler, DiffusionPipeline, UNet2DModel
 from PIL import Image
 from tqdm.auto import tqdm
 
+from sbd.files import staged_dir
 from sbd.generate.tiny.config import TinyConfig, config_from_dict
 from sbd.generate.tiny.model import ClassPrototypes, PatchPCA, TinyDenoiser
 
@@ -94,12 +93,8 @@ class TinyPipeline(DiffusionPipeline):
     def save_pretrained(self, folder: str | Path, **kwargs: Any) -> Path:
         """Write the pipeline folder (to a temporary name, then renamed into place)."""
         folder = Path(folder)
-        tmp = folder.with_name(folder.name + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        super().save_pretrained(tmp, **kwargs)
-        if folder.exists():
-            shutil.rmtree(folder, ignore_errors=True)
-        os.replace(tmp, folder)
+        with staged_dir(folder) as tmp:
+            super().save_pretrained(tmp, **kwargs)
         return folder
 
     @torch.no_grad()

@@ -24,7 +24,6 @@ import contextlib
 import copy
 import logging
 import math
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +34,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from sbd.files import staged_path
 from sbd.generate.tiny.config import (CHECKPOINT_NAME, REMOVED_FIELDS, TinyConfig,
                                       legacy_time_budget, resolve_config)
 from sbd.generate.tiny.data import load_bank
@@ -119,9 +119,8 @@ class _State:
                  "opt": self.opt.state_dict(), "gen": self.gen.get_state(), "step": self.step,
                  "elapsed": self.elapsed, "cpu": self.cpu, "losses": self.losses,
                  "config": cfg.to_dict(), "class_wnids": wnids}
-        tmp = path.with_suffix(".tmp")
-        torch.save(state, tmp)
-        os.replace(tmp, path)
+        with staged_path(path) as tmp:
+            torch.save(state, tmp)
 
     def resume(self, path: Path, cfg: TinyConfig, wnids: list[str]) -> None:
         """Continue from the checkpoint at ``path``; ValueError when it was written with
