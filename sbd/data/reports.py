@@ -4,7 +4,6 @@ logs."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 __all__ = ["report_text", "report_figures"]

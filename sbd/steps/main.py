@@ -4,45 +4,28 @@ prepare_data → extract_features → for each subject and ROI (:mod:`sbd.chains
 train_decoder → generate → evaluate. Each step is a child run, reused when a finished run
 with the same entry point, parameters, code and upstream runs exists
 (:func:`sbd.tracking.get_or_run`; ``force=True`` reruns everything). The parent logs the
-summary (:mod:`sbd.metrics.summary`), figures of decoding by ROI and the generation runs'
-overview grids. The chains (:func:`run_chain`) are independent: ``executor="ray"`` runs
+summary (:mod:`sbd.metrics.summary`, logged by :mod:`sbd.steps._main_summary`), figures of
+decoding by ROI and the generation runs' overview grids. The chains (:func:`run_chain`) are independent: ``executor="ray"`` runs
 them as Ray tasks (:mod:`sbd.executors`), with the same results and step cache.
 """
 
 from __future__ import annotations
 
 import logging
-import tempfile
-from pathlib import Path
 
 import mlflow
-import pandas as pd
 
 from sbd import chains, executors, tracking
 from sbd.chains import split_list as _split  # noqa: F401  (tests import it from here)
 from sbd.data.freshness import data_unchanged as _data_unchanged, features_exist
 from sbd.data.identity import data_identity
 from sbd.data.layout import resolve_data_dir
-from sbd.metrics.summary import chain_metrics, console_text, gain_metrics, image_gains, summary_row
+from sbd.metrics.summary import summary_row
 from sbd.params import as_bool
 from sbd.registry.common import decoder_for_data
+from sbd.steps._main_summary import console_summary, log_summary  # noqa: F401  (entry point)
 
 log = logging.getLogger(__name__)
-
-
-def console_summary(run_id: str) -> str:
-    """What a user reads when ``main`` ends (:func:`sbd.metrics.summary.console_text`)."""
-    run = mlflow.MlflowClient().get_run(run_id)
-    with tempfile.TemporaryDirectory() as tmp:
-        try:
-            table = pd.read_csv(mlflow.artifacts.download_artifacts(
-                run_id=run_id, artifact_path="summary.csv", dst_path=tmp))
-        except Exception:  # noqa: BLE001 - no chain finished: no table
-            table = pd.DataFrame()
-    return console_text(run_id, run.data.metrics, table, run.data.params.get("dataset"),
-                        run.data.tags.get(tracking.DATA_DIR_TAG),
-                        run.data.tags.get(tracking.DATA_ID_TAG), mlflow.get_tracking_uri(),
-                        run.info.experiment_id)
 
 
 def run(dataset: str = "phantom", data_dir: str = "", preset: str = "default",
@@ -91,7 +74,7 @@ def run(dataset: str = "phantom", data_dir: str = "", preset: str = "default",
             ray_address, num_gpus=p.num_gpus)
         out = chains.collect(results, reused)
         if out.rows:
-            _log_summary(out.rows, out.grids)
+            log_summary(out.rows, out.grids)
         mlflow.log_metrics({"main/n_steps_reused": sum(out.reused.values()),
                             "main/n_steps_run": sum(not r for r in out.reused.values()),
                             "main/n_chains_failed": len(out.failed)})
@@ -135,45 +118,3 @@ def run_chain(subject: int, roi: str, dataset: str, root: str, backbone: str, n_
                      generate_run=gen_run, seed=seed)
     row = summary_row(subject, roi, eval_run, client.get_run(eval_run).data.metrics)
     return {"row": row, "grid": (subject, roi, gen_run), "reused": reused}
-
-
-def _log_summary(rows: list[dict], grids: list[tuple[int, str, str]]) -> None:
-    """The summary (``summary.json``/``.csv``, metrics ``s<subject>/<roi>/<metric>``), the
-    figures of decoding by ROI when several ran, each chain's generation overview grid and,
-    per ROI run for several subjects, the gain over the paper on the test *images*
-    (:func:`sbd.metrics.summary.image_gains`: ``images/<roi>/gain_<metric>`` + ``_ci_low``,
-    ``_ci_high``, ``_p``, and ``summary_images.csv``)."""
-    from mlflow.artifacts import download_artifacts
-
-    from sbd.metrics.plots import plot_by_roi
-
-    summary = pd.DataFrame(rows)
-    mlflow.log_table(summary, "summary.json")
-    mlflow.log_metrics(chain_metrics(summary))
-    with tempfile.TemporaryDirectory() as tmp:
-        summary.to_csv(Path(tmp) / "summary.csv", index=False)
-        mlflow.log_artifact(str(Path(tmp) / "summary.csv"))
-        if summary["roi"].nunique() > 1:
-            mlflow.log_figure(plot_by_roi(summary, "test/wup_top1"), "decoding_by_roi.png")
-            # what the answers say about their own sample: hedging cannot raise it
-            mlflow.log_figure(plot_by_roi(summary, "test/wup_specific"),
-                              "decoding_by_roi_specific.png")
-        for subject, roi, gen_run in grids:
-            try:
-                local = download_artifacts(run_id=gen_run, artifact_path="grids/overview.png",
-                                           dst_path=tmp)
-            except Exception as err:  # a generation run without an overview grid
-                log.warning("no overview grid in generate run %s: %s", gen_run, err)
-                continue
-            mlflow.log_artifact(local, artifact_path=f"overview/s{subject}-{roi}")
-        gains = []
-        for roi in sorted(set(summary["roi"])):
-            runs = list(summary.loc[summary["roi"] == roi, "evaluate_run"])
-            if len(runs) > 1:
-                gains += image_gains(roi, [pd.read_csv(download_artifacts(
-                    run_id=run, artifact_path="tables/test_samples.csv", dst_path=f"{tmp}/{i}"))
-                    for i, run in enumerate(runs)])
-        if gains:
-            mlflow.log_metrics(gain_metrics(gains))
-            pd.DataFrame(gains).to_csv(Path(tmp) / "summary_images.csv", index=False)
-            mlflow.log_artifact(str(Path(tmp) / "summary_images.csv"))
