@@ -20,6 +20,7 @@ import numpy as np
 
 from sbd.decoding.knn import KNNLabeller
 from sbd.decoding.ridge import MultiRidge
+from sbd.decoding.tuning.spaces import PAPER
 
 __all__ = ["PaperPipeline", "RidgeCVNearest", "BASELINES"]
 
@@ -29,21 +30,22 @@ class PaperPipeline:
 
     Parameters
     ----------
-    alpha : ridge penalty (1000 in the paper)
-    k : neighbours (5 in the paper)
+    alpha : ridge penalty (the paper's, :data:`sbd.decoding.tuning.spaces.PAPER`: 1000)
+    k : neighbours (the paper's: 5)
     top_k : labels returned per sample
     """
 
     name = "paper"
 
-    def __init__(self, alpha: float = 1000.0, k: int = 5, top_k: int = 5) -> None:
+    def __init__(self, alpha: float = PAPER["alpha"], k: int = PAPER["k"],
+                 top_k: int = 5) -> None:
         self.alpha, self.k, self.top_k = alpha, k, top_k
 
     def fit(self, X: np.ndarray, Y: np.ndarray, bank: Any) -> "PaperPipeline":
         """Fit on training voxels ``X`` (n, v) and their stimulus features ``Y`` (n, D);
         ``bank``: FeatureBank, InMemoryBank or path."""
         self.ridge_ = MultiRidge(alpha=self.alpha, test_time_adjust=True).fit(X, Y)
-        self.labeller_ = KNNLabeller(k=self.k, metric="euclidean", rule="nearest",
+        self.labeller_ = KNNLabeller(k=self.k, metric=PAPER["metric"], rule=PAPER["rule"],
                                      top_k=self.top_k).fit(bank)
         return self
 
