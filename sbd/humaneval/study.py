@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +33,7 @@ from tqdm import tqdm
 import sbd
 from sbd import tracking
 from sbd.data import layout
-from sbd.files import staged_path
+from sbd.files import replace_path, staged_path
 from sbd.metrics.generation import GENERATION_CSV
 from sbd.humaneval.schedule import (FOILS, Trial, build_trials, check_relative_path,
                                     read_generation_table)
@@ -141,9 +142,9 @@ def _fetch_missing(study: Study, trials: list[Trial], bank_dir: Path | None) -> 
     for path, (kind, rel) in tqdm(needed.items(), desc="humaneval: caching images", disable=len(needed) < 50):
         if kind == "run":
             path.parent.mkdir(parents=True, exist_ok=True)     # a file lands as <dst_path>/<basename>
-            got = mlflow.artifacts.download_artifacts(artifact_uri=f"{base_uri}/{rel}", dst_path=str(path.parent))
-            if Path(got).resolve() != path:
-                os.replace(got, path)
+            with tempfile.TemporaryDirectory(dir=path.parent, prefix=".download-") as staging:
+                got = mlflow.artifacts.download_artifacts(artifact_uri=f"{base_uri}/{rel}", dst_path=staging)
+                replace_path(got, path)                         # whole, under its cache name
         else:
             if bank_dir is None:
                 raise ValueError(f"Bank image {rel!r} is missing from the cache and no bank folder is known.")
