@@ -83,10 +83,11 @@ def test_main_decodes_above_chance_for_every_subject(main_runs):
         # the answers say something about their own sample, not only about the test set
         assert evaluation["test/wup_specific"] > 0, row
         assert row["test/ident2_acc"] >= 0.9 and row["test/ident10_acc"] >= 0.5, row
-        # the paper's pipeline is scored beside it, on the same samples
-        assert 0 <= row["baseline/paper/wup_top1"] <= 1, row
-        assert evaluation["baseline/paper/gain_wup_specific_ci_low"] <= \
-            evaluation["baseline/paper/gain_wup_specific"] <= \
+        # the paper's pipeline is scored beside it, on the same samples: it decodes too on
+        # this nearly noiseless phantom (a baseline fitted to the wrong data would not), and
+        # the gain's interval is a real one (images resampled, not a single value)
+        assert row["baseline/paper/wup_top1"] > row["test/wup_chance"], row
+        assert evaluation["baseline/paper/gain_wup_specific_ci_low"] < \
             evaluation["baseline/paper/gain_wup_specific_ci_high"]
 
 

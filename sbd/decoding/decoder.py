@@ -74,6 +74,16 @@ def ranked_wnids(df: pd.DataFrame) -> list[list[str]]:
     return [[str(w) for w in row] for row in df[cols].itertuples(index=False, name=None)]
 
 
+def ranked_names(df: pd.DataFrame) -> list[list[str]] | None:
+    """Per row of a decoder output table, its label names in rank order; None when the
+    table has no ``name_<rank>`` columns."""
+    try:
+        cols = _rank_cols(df, "name")
+    except ValueError:
+        return None
+    return [[str(v) for v in row] for row in df[cols].itertuples(index=False, name=None)]
+
+
 def ranked_scores(df: pd.DataFrame) -> np.ndarray:
     """Scores (n, K) of a decoder output table, rank 1 first."""
     return df[_rank_cols(df, "score")].to_numpy(dtype=np.float64)

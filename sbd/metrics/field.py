@@ -726,7 +726,8 @@ def nearest_bank_images(pred_features: np.ndarray, bank, k: int = 1) -> list[lis
 def generated_images(table: pd.DataFrame, image_ids: Sequence[str], rank: int = 1
                      ) -> list[list[Path]]:
     """The rank-``rank`` images of each test sample from a generation table
-    (:func:`sbd.metrics.generation.load_generation`: ``image_id``, ``local_paths``,
+    (:func:`sbd.metrics.generation.with_local_paths` of a table read by
+    :func:`~sbd.metrics.generation.read_generation`: ``image_id``, ``local_paths``,
     ``ranks``), in the order of ``image_ids``: n lists (empty where the sample has none)."""
     by: dict[str, list[Path]] = {}
     for image_id, local, ranks in zip(table["image_id"], table["local_paths"], table["ranks"]):

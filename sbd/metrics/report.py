@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -115,13 +114,13 @@ def voxel_table(x: np.ndarray) -> pd.DataFrame:
 
 
 def ranked_names(out: pd.DataFrame, ranked: Sequence[Sequence[str]]) -> list[list[str]]:
-    """Per row of a decoder output table, its ``name_<rank>`` columns in rank order (empty
-    strings, as many as the row's ``ranked`` wnids, when it has none)."""
-    cols = sorted((c for c in out.columns if re.fullmatch(r"name_\d+", str(c))),
-                  key=lambda c: int(str(c).split("_")[1]))
-    if not cols:
-        return [[""] * len(r) for r in ranked]
-    return [[str(v) for v in row] for row in out[cols].itertuples(index=False, name=None)]
+    """Per row of a decoder output table, its label names in rank order
+    (:func:`sbd.decoding.decoder.ranked_names`; empty strings, as many as the row's
+    ``ranked`` wnids, when it has none)."""
+    from sbd.decoding.decoder import ranked_names as names
+
+    found = names(out)
+    return [[""] * len(r) for r in ranked] if found is None else found
 
 
 def predict(model: Any, voxels: np.ndarray) -> tuple[list[list[str]], list[list[str]], np.ndarray]:
