@@ -14,7 +14,6 @@ Save with :func:`save_png` (temp name, then rename) or ``mlflow.log_figure``.
 
 from __future__ import annotations
 
-import os
 from collections import deque
 from pathlib import Path
 from typing import Sequence
@@ -28,6 +27,7 @@ import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from sbd.data.god import ROIS  # noqa: E402  (the display order of ROIs)
+from sbd.files import staged_path  # noqa: E402
 
 COLORS = {"true": "#2ca02c", "decoded": "#ff7f0e", "lcs": "#1f77b4", "path": "#7f7f7f",
           "chance": "#d62728"}
@@ -35,13 +35,12 @@ COLORS = {"true": "#2ca02c", "decoded": "#ff7f0e", "lcs": "#1f77b4", "path": "#7
 
 def save_png(fig: Figure, path: str | Path, dpi: int = 100) -> Path:
     """Write ``fig`` as PNG to ``path`` (via a temporary name) and close it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.png")
-    fig.savefig(tmp, dpi=dpi, format="png")
-    plt.close(fig)
-    os.replace(tmp, path)
-    return path
+    try:
+        with staged_path(path) as tmp:
+            fig.savefig(tmp, dpi=dpi, format="png")
+    finally:
+        plt.close(fig)
+    return Path(path)
 
 
 # --------------------------------------------------------------------------- Wu-Palmer

@@ -11,7 +11,6 @@ when served).
 
 from __future__ import annotations
 
-import os
 import tempfile
 from importlib.metadata import version as _dist_version
 from pathlib import Path
@@ -22,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 import sbd
+from sbd.files import staged_path
 from sbd.decoding.ridge import MultiRidge
 from sbd.registry.common import copy_package, model_code, model_name, register_model_version
 from sbd.registry.signatures import column_names, table_signature, to_table, validate_table
@@ -34,13 +34,11 @@ WEIGHTS_FILE = "ridge_weights.npz"
 
 
 def save_weights(model: MultiRidge, path: str | Path) -> Path:
-    """Write the fitted ``model`` as plain arrays to ``path`` (.npz; temp name, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, **model.to_arrays())
-    os.replace(tmp, path)
-    return path
+    """Write the fitted ``model`` as plain arrays to ``path`` (.npz; staged,
+    :func:`sbd.files.staged_path`)."""
+    with staged_path(path) as tmp:
+        np.savez(tmp, **model.to_arrays())
+    return Path(path)
 
 
 def load_weights(path: str | Path) -> MultiRidge:
