@@ -78,8 +78,9 @@ def test_train_save_load_and_generate(trained, bank, tmp_path):
     b = gen.generate([WNIDS[0]], seed=5, n_per_label=2, sample=3)
     assert (np.asarray(a[1][1]) == np.asarray(b[0][1])).all()  # one image reproduced alone
     assert not (np.asarray(a[1][0]) == np.asarray(a[1][1])).all()
-    direct = pipe([1], [torch.Generator().manual_seed(0)])[0]
-    loaded = tiny.TinyPipeline.from_pretrained(folder)([1], [torch.Generator().manual_seed(0)])[0]
+    direct = pipe([1], generator=[torch.Generator().manual_seed(0)]).images[0]
+    loaded = tiny.TinyPipeline.from_pretrained(folder)(
+        [1], generator=[torch.Generator().manual_seed(0)]).images[0]
     assert (np.asarray(direct) == np.asarray(loaded)).all()
     # a diffusers pipeline: diffusers' loader rebuilds every component from the folder
     from diffusers import DiffusionPipeline
@@ -193,7 +194,7 @@ def test_time_budget_is_gone(bank, tmp_path, caplog):
     index.write_text(json.dumps(meta))
     loaded = tiny.TinyPipeline.from_pretrained(tmp_path / "fresh" / "pipeline")
     assert loaded.tiny_config == tiny.PRESETS["small"]
-    assert loaded([0], [torch.Generator().manual_seed(0)])[0].size == (16, 16)
+    assert loaded([0], generator=[torch.Generator().manual_seed(0)]).images[0].size == (16, 16)
 
 
 def test_mlflow_model_round_trip(trained, mlflow_store, pickled_files):

@@ -369,8 +369,9 @@ class TinyGenerator(Generator):
         return {"sbd.class_index": str(condition), "sbd.class_wnid": self.labels.classes[condition]}
 
     def _run(self, conditions, generators):
-        images = self.pipe(list(conditions), generators=generators, steps=self.num_steps,
-                           guidance=self.guidance_scale, progress=self.progress)
+        images = self.pipe(list(conditions), generator=list(generators),
+                           num_inference_steps=self.num_steps,
+                           guidance_scale=self.guidance_scale, progress=self.progress).images
         return [(img, False) for img in images]
 
 

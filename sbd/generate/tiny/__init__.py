@@ -3,7 +3,7 @@
 ::
 
     pipe = train(data_dir, out_dir, preset="default")        # resumable, tqdm progress
-    images = pipe([3, 17], generators=[g1, g2], steps=20, guidance=2.0)
+    images = pipe([3, 17], generator=[g1, g2], num_inference_steps=20, guidance_scale=2.0).images
     pipe.save_pretrained(folder); TinyPipeline.from_pretrained(folder).to("cuda")
     figures = evaluate(pipe, data_dir)                        # kNN accuracy of its samples
 

@@ -56,7 +56,8 @@ def evaluate(pipe: TinyPipeline, data_dir: str | Path, n_classes: int = 0, n_per
                       disable=not progress):
         chunk = jobs[start:start + batch_size]
         gens = [torch.Generator().manual_seed(seed * 1_000_003 + ci * 101 + j) for ci, j in chunk]
-        samples += pipe([ci for ci, _ in chunk], gens, steps=steps, guidance=guidance)
+        samples += pipe([ci for ci, _ in chunk], generator=gens, num_inference_steps=steps,
+                        guidance_scale=guidance).images
     sample_s = time.perf_counter() - t0
 
     bank_f, bank_lab_a, bank_imgs = _bank_features(data_dir, wnids, backbone)
@@ -151,7 +152,8 @@ def sample_sheet(pipe: TinyPipeline, n_classes: int = 16, n_per_class: int = 4, 
         name = str  # type: ignore[assignment]
     for row, ci in enumerate(classes):
         gens = [torch.Generator().manual_seed(seed * 7919 + ci * 31 + j) for j in range(n_per_class)]
-        imgs = pipe([ci] * n_per_class, gens, steps=steps, guidance=guidance)
+        imgs = pipe([ci] * n_per_class, generator=gens, num_inference_steps=steps,
+                    guidance_scale=guidance).images
         draw.text((4, row * tile + tile // 2 - 6), name(pipe.class_wnids[ci])[:20], fill="black")
         for j, im in enumerate(imgs):
             sheet.paste(im.resize((tile, tile), Image.NEAREST), (label_w + j * tile, row * tile))

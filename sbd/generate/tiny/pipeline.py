@@ -11,6 +11,8 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 from diffusers import DDIMScheduler, DiffusionPipeline, UNet2DModel
+from diffusers.pipelines.pipeline_utils import ImagePipelineOutput
+from diffusers.utils.torch_utils import randn_tensor
 from PIL import Image
 from tqdm.auto import tqdm
 
@@ -98,25 +100,32 @@ class TinyPipeline(DiffusionPipeline):
         return folder
 
     @torch.no_grad()
-    def sample_tensor(self, class_idx: Sequence[int], generators: Sequence[torch.Generator],
-                      steps: int | None = None, guidance: float | None = None,
-                      progress: bool = False) -> torch.Tensor:
-        """Sample images in [0, 1], shape (B, 3, S, S); one generator per image."""
-        steps = int(steps) if steps and steps > 0 else self.default_steps
-        guidance = self.default_guidance if guidance is None or guidance < 0 else float(guidance)
-        if len(class_idx) != len(generators):
-            raise ValueError(f"{len(class_idx)} classes but {len(generators)} generators.")
-        bad = [c for c in class_idx if not 0 <= int(c) < len(self.class_wnids)]
+    def sample_tensor(self, class_labels: Sequence[int],
+                      generator: torch.Generator | list[torch.Generator] | None = None,
+                      num_inference_steps: int | None = None,
+                      guidance_scale: float | None = None, progress: bool = False) -> torch.Tensor:
+        """Sample images in [0, 1], shape (B, 3, S, S).  ``generator``: one per image (a
+        list, as diffusers pipelines take it: each image's draws come from its own, so an
+        image does not depend on the rest of the batch) or one for the whole batch."""
+        steps = (int(num_inference_steps) if num_inference_steps and num_inference_steps > 0
+                 else self.default_steps)
+        guidance = (self.default_guidance if guidance_scale is None or guidance_scale < 0
+                    else float(guidance_scale))
+        n = len(class_labels)
+        gens = generator if isinstance(generator, list) else [generator] * n
+        if len(gens) != n:
+            raise ValueError(f"{n} classes but {len(gens)} generators.")
+        bad = [c for c in class_labels if not 0 <= int(c) < len(self.class_wnids)]
         if bad:
             raise ValueError(f"Class index(es) {bad} out of range 0..{len(self.class_wnids) - 1}.")
         cfg, dev, dtype = self.tiny_config, self.device, self.unet.dtype
-        shape = (1, cfg.latent_dim, cfg.grid, cfg.grid)
         weights = self.prototypes.weights.cpu().float()
         protos = torch.as_tensor([int(torch.multinomial(weights[int(c)], 1, generator=g))
                                   if weights.shape[1] > 1 else 0
-                                  for c, g in zip(class_idx, generators)], device=dev)
-        z = torch.cat([torch.randn(shape, generator=g) for g in generators]).to(dev, dtype)
-        labels = torch.as_tensor([int(c) for c in class_idx], dtype=torch.long, device=dev)
+                                  for c, g in zip(class_labels, gens)], device=dev)
+        z = randn_tensor((n, cfg.latent_dim, cfg.grid, cfg.grid), generator=generator,
+                         dtype=torch.float32).to(dev, dtype)
+        labels = torch.as_tensor([int(c) for c in class_labels], dtype=torch.long, device=dev)
         null = torch.full_like(labels, len(self.class_wnids))
         sched = copy.deepcopy(self.scheduler)
         sched.set_timesteps(steps)
@@ -130,11 +139,25 @@ class TinyPipeline(DiffusionPipeline):
             z = sched.step(out, t, z, eta=0.0).prev_sample
         return ((self.codec.decode(z.to(self.codec.dtype)).float().clamp(-1, 1) + 1) / 2).cpu()
 
-    def __call__(self, class_idx: Sequence[int], generators: Sequence[torch.Generator],
-                 steps: int | None = None, guidance: float | None = None,
-                 progress: bool = False) -> list[Image.Image]:
-        """Sample one PIL image (RGB, ``image_size`` px) per class index."""
-        x = self.sample_tensor(class_idx, generators, steps, guidance, progress)
-        arr = (x.permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)
-        return [Image.fromarray(a) for a in arr]
-
+    def __call__(self, class_labels: Sequence[int],
+                 generator: torch.Generator | list[torch.Generator] | None = None,
+                 num_inference_steps: int | None = None, guidance_scale: float | None = None,
+                 output_type: str = "pil", return_dict: bool = True, progress: bool = False
+                 ) -> ImagePipelineOutput | tuple:
+        """Sample one image (RGB, ``image_size`` px) per class index, as diffusers'
+        ``DiTPipeline`` is called: ``output_type`` ``pil`` (PIL images), ``np`` (float
+        arrays in [0, 1], (B, S, S, 3)) or ``pt`` (the tensor); an
+        :class:`~diffusers.pipelines.pipeline_utils.ImagePipelineOutput` unless
+        ``return_dict`` is false (then a 1-tuple)."""
+        x = self.sample_tensor(class_labels, generator, num_inference_steps, guidance_scale,
+                               progress)
+        if output_type == "pt":
+            images: Any = x
+        elif output_type == "np":
+            images = x.permute(0, 2, 3, 1).numpy()
+        elif output_type == "pil":
+            arr = (x.permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)
+            images = [Image.fromarray(a) for a in arr]
+        else:
+            raise ValueError(f"Unknown output_type={output_type!r}; valid: pil, np, pt.")
+        return ImagePipelineOutput(images=images) if return_dict else (images,)

@@ -42,7 +42,7 @@ class TinyGeneratorModel(mlflow.pyfunc.PythonModel):
             idx = labels(wnid)
             s = image_seed(int(r.get("seed", 0) or 0), int(r.get("sample", 0) or 0), wnid,
                            int(r.get("n", 0) or 0))
-            img = self.pipeline([idx], [torch.Generator().manual_seed(s)])[0]
+            img = self.pipeline([idx], generator=[torch.Generator().manual_seed(s)]).images[0]
             buf = io.BytesIO()
             img.save(buf, "PNG")
             rows.append({"wnid": wnid, "class_wnid": self.pipeline.class_wnids[idx],
