@@ -378,3 +378,37 @@ def test_served_bank_is_loaded_once_in_the_fastest_form_that_fits(tmp_path, capl
     want = lab.fit(path, stats=norm).predict_ranked(X[:5])
     got = KNNLabeller(normalize="zscore", top_k=3).fit(copy, stats=norm, bank_normalized=True)
     np.testing.assert_array_equal(got.predict_ranked(X[:5])[0], want[0])
+
+
+@pytest.mark.parametrize("metric", METRICS)
+@pytest.mark.parametrize("piece_rows, threads", [(7, 1), (64, 3), (4096, 2)])
+def test_float32_path_over_float16_rows_is_exact(bank_file, queries, metric, piece_rows,
+                                                 threads):
+    """The float32 path over a float16 matrix (CPUs without native float16 products):
+    rows converted in pieces by several threads give sklearn's neighbours and distances."""
+    import torch
+
+    from sbd.decoding.knn import _half, _search
+
+    path, X, _, _ = bank_file
+    with FeatureBank(path) as fb:
+        matrix = fb.array()
+        q, q_const = _search._prepare_queries(torch.from_numpy(queries), metric)
+        norms = _half.row_norms(fb, matrix, metric)
+        with torch.inference_mode():
+            blocks = list(_half.converted_scores(matrix, norms, q, metric, 100, piece_rows,
+                                                 threads))
+            got = _search._finish(torch.cat([d for _, d in blocks], 1), q_const, metric)
+    want = pairwise_distances(queries, X, metric=metric)
+    np.testing.assert_allclose(got.numpy(), want, rtol=1e-4, atol=1e-4)
+
+
+def test_auto_half_takes_float16_products_only_where_they_are_faster(monkeypatch):
+    from sbd.decoding.knn import _half
+
+    monkeypatch.setattr(_half, "native_half", lambda: True)
+    assert _half.use_half(None, 1, False) and _half.use_half(None, 500, True)
+    assert not _half.use_half(None, _half.HALF_MAX_QUERIES + 1, False)
+    assert _half.use_half(True, 500, False) and not _half.use_half(False, 1, True)
+    monkeypatch.setattr(_half, "native_half", lambda: False)
+    assert not _half.use_half(None, 1, True)

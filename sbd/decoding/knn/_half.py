@@ -1,9 +1,12 @@
-"""The float16 search path: products of unit-scaled queries with the bank rows as stored
-(no float32 copy of the bank), candidates reranked exactly in float32."""
+"""Searches over a float16 bank held as an array (in memory or memory-mapped), with no
+float32 copy of the bank: the float16 path (products of unit-scaled queries with the rows
+as stored, candidates reranked exactly in float32; AVX-512 CPUs) and its exact float32
+fallback (rows converted to float32 in cache-sized pieces, one reused buffer)."""
 
 from __future__ import annotations
 
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Iterator
 
 import numpy as np
@@ -13,22 +16,40 @@ from sbd.decoding.knn._common import EPS
 from sbd.features.bank import InMemoryBank
 
 
+# The float16 products are a matrix-vector kernel's: beyond a few queries torch's float16
+# matrix product is slower than the converted float32 one (200,000 x 2048 bank, AVX-512
+# without AVX512-FP16: 4 queries 81 vs 90 ms, 8: 179 vs 127 ms, 50: 1.18 vs 0.36 s).
+HALF_MAX_QUERIES = 4
+
+
 def native_half() -> bool:
     """Whether this CPU multiplies float16 natively (AVX-512): the default of ``half``."""
     return torch.backends.cpu.get_cpu_capability().startswith("AVX512")
 
 
-def half_matrix(bank: Any, half: bool | None = None) -> np.ndarray | None:
+def use_half(half: bool | None, n_queries: int, class_distances: bool) -> bool:
+    """The float16 path's choice of ``half`` (see ``exact_search``): True / False as given;
+    None: on AVX-512 CPUs, for a batch of at most :data:`HALF_MAX_QUERIES` queries or when
+    class distances are asked for (their float16 rounding is part of the default's figures)."""
+    if half is not None:
+        return bool(half)
+    return native_half() and (n_queries <= HALF_MAX_QUERIES or class_distances)
+
+
+# Rows converted per piece by :func:`converted_scores`: 512 x 2048 float32 is 4 MiB, which
+# stays in this machine's caches between its conversion and its product (measured best of
+# 256..8192 rows; README, "An ImageNet-sized bank").
+CONVERT_ROWS = 512
+
+
+def float16_matrix(bank: Any) -> np.ndarray | None:
     """The bank's float16 features as an array in memory or memory-mapped (an
-    :class:`InMemoryBank` of float16, or a contiguous bank file) when the float16 path is
-    taken: ``half`` True, or None and :func:`native_half`; else None (blocks are
-    converted to float32)."""
+    :class:`InMemoryBank` of float16, or a contiguous bank file); else None."""
     arr = getattr(bank, "features", None) if isinstance(bank, InMemoryBank) else (
         bank.array() if callable(getattr(bank, "array", None)) else None)
     if not isinstance(arr, np.ndarray) or arr.dtype != np.float16 or arr.ndim != 2:
         return None
-    use = native_half() if half is None else bool(half)
-    return arr if use else None
+    return arr
 
 
 def as_tensor(block: np.ndarray) -> torch.Tensor:
@@ -83,3 +104,36 @@ def rerank(matrix: np.ndarray, q: torch.Tensor, cand_d: torch.Tensor, cand_i: to
     exact = torch.where(torch.isinf(cand_d), cand_d, exact)
     best, pos = torch.topk(exact, k, dim=1, largest=False, sorted=True)
     return best, torch.gather(cand_i, 1, pos)
+
+
+def converted_scores(matrix: np.ndarray, norms: torch.Tensor, q: torch.Tensor, metric: str,
+                     block_size: int, piece_rows: int = CONVERT_ROWS,
+                     threads: int | None = None) -> Iterator[tuple[int, torch.Tensor]]:
+    """``(start, scores)`` per block as :func:`half_scores`, but exact float32 products: the
+    float16 rows are converted ``piece_rows`` at a time into a float32 buffer small enough
+    to stay in cache until it is multiplied, by ``threads`` threads (default: torch's
+    intra-op thread count) with one reused buffer each, so neither a float32 copy of the
+    bank nor a block-sized float32 temporary is made.  The path of CPUs without native
+    float16 products; no rerank is needed."""
+    n, dim = matrix.shape
+    piece = max(1, min(int(piece_rows), n))
+    n_threads = max(1, int(threads or torch.get_num_threads()))
+    bufs = [torch.empty((piece, dim)) for _ in range(n_threads)]
+    block = max(block_size, 65536)
+
+    def work(j: int, start: int, dots: torch.Tensor) -> None:
+        with torch.inference_mode():  # thread-local: the caller's mode is not inherited
+            for s in range(start + j * piece, start + len(dots), n_threads * piece):
+                rows = bufs[j][:min(piece, start + len(dots) - s)]
+                rows.copy_(as_tensor(matrix[s:s + len(rows)]))
+                torch.mm(rows, q.T, out=dots[s - start:s - start + len(rows)])
+
+    with ThreadPoolExecutor(n_threads) as pool:
+        for start in range(0, n, block):
+            stop = min(start + block, n)
+            dots = torch.empty((stop - start, q.shape[0]))                  # (m, nq)
+            list(pool.map(work, range(n_threads), [start] * n_threads, [dots] * n_threads))
+            if metric == "cosine":
+                yield start, dots.T.div_(-norms[start:stop])
+            else:
+                yield start, dots.T.mul_(-2.0).add_(norms[start:stop])

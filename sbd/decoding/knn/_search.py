@@ -11,7 +11,8 @@ import numpy as np
 import torch
 
 from sbd.decoding.knn._common import EPS, METRICS, check_choice
-from sbd.decoding.knn._half import half_matrix, half_scores, rerank, row_norms
+from sbd.decoding.knn._half import (converted_scores, float16_matrix, half_scores, rerank,
+                                    row_norms, use_half)
 from sbd.features.bank import DEFAULT_BLOCK_SIZE, iter_blocks, open_bank
 
 
@@ -124,8 +125,12 @@ def exact_search(queries: Any, bank: Any, k: int = 5, metric: str = "euclidean",
     half : bool, optional
         Float16 products over a float16 bank held in memory or memory-mapped, neighbours
         reranked exactly (class distances then carry float16 rounding, ~1e-3 relative).
-        None (default): when this CPU multiplies float16 natively (AVX-512); True / False
-        force it on / off.  No effect on other banks (float32 blocks).
+        None (default): when this CPU multiplies float16 natively (AVX-512) and the
+        queries are at most ``HALF_MAX_QUERIES`` (4) or ``codes`` are given (beyond, the
+        float32 path is faster and its neighbours are the same); True / False force it
+        on / off.  Off, such a bank is searched in exact float32 products, its
+        rows converted in cache-sized pieces into one reused buffer (no float32 copy of
+        the bank).  Other banks are read as float32 blocks.
 
     Returns
     -------
@@ -138,9 +143,11 @@ def exact_search(queries: Any, bank: Any, k: int = 5, metric: str = "euclidean",
     k, members = _check_counts(n_bank, k, class_members)
     q_all = as_queries(queries, bank.dim)
     codes_t, n_classes = _check_codes(codes, n_classes, n_bank)
-    search = _BlockSearch(bank, half_matrix(bank, half), k, metric, block_size, workers,
-                          progress, _check_exclude(exclude, n_bank), codes_t, n_classes,
-                          members)
+    matrix = float16_matrix(bank)
+    search = _BlockSearch(bank, matrix, matrix is not None and use_half(
+                              half, q_all.shape[0], codes_t is not None),
+                          k, metric, block_size, workers, progress,
+                          _check_exclude(exclude, n_bank), codes_t, n_classes, members)
     n = q_all.shape[0]
     out_d = np.empty((n, k), np.float32)
     out_i = np.empty((n, k), np.int64)
@@ -204,7 +211,8 @@ class _BlockSearch:
     pass over the bank for a batch of queries."""
 
     bank: Any
-    matrix: np.ndarray | None  # float16 rows for the float16 path, else None
+    matrix: np.ndarray | None  # the float16 rows as an array (in memory or mapped), or None
+    half: bool                 # float16 products (reranked) over ``matrix``, else float32
     k: int
     metric: str
     block_size: int
@@ -220,8 +228,9 @@ class _BlockSearch:
         n_bank = len(self.bank)
         q, q_const = _prepare_queries(q, self.metric)
         if self.matrix is not None:
-            scores = half_scores(self.matrix, row_norms(self.bank, self.matrix, self.metric),
-                                 q, self.metric, self.block_size)
+            norms = row_norms(self.bank, self.matrix, self.metric)
+            scores = (half_scores if self.half else converted_scores)(
+                self.matrix, norms, q, self.metric, self.block_size)
         else:
             scores = _stream_scores(self.bank, q, self.metric, self.block_size, self.workers)
         if self.progress:
@@ -230,9 +239,9 @@ class _BlockSearch:
             scores = tqdm(scores, total=-(-n_bank // self.block_size), desc="kNN", unit="block")
         # float16 products (the bank's own precision) pick k + 16 candidates, reranked
         best_d, best_i, cls_d = _merge_blocks(
-            scores, q.shape[0], min(n_bank, self.k + 16) if self.matrix is not None else self.k,
+            scores, q.shape[0], min(n_bank, self.k + 16) if self.half else self.k,
             self.excl_t, self.codes_t, self.n_classes, self.members)
-        if self.matrix is not None:
+        if self.half:
             best_d, best_i = rerank(self.matrix, q, best_d, best_i, self.metric, self.k)
         cls = None
         if cls_d is not None:
