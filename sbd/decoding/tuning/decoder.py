@@ -89,7 +89,7 @@ import optuna
 from sbd.decoding import knn
 from sbd.decoding.ridge import MultiRidge, adjust_predictions, n_voxels_kept, shrinkage
 from sbd.decoding.tuning import spaces
-from sbd.decoding.tuning.study import create_study, enqueue, optimize, record
+from sbd.decoding.tuning.study import StudyResult, create_study, enqueue, optimize, record
 from sbd.decoding.tuning.ridge import (FoldCache, SELECTIONS, fit_model,
                                  out_of_fold_predictions, score_predictions)
 from sbd.params import as_bool
@@ -526,14 +526,9 @@ def fit_decoder(X: np.ndarray, Y: np.ndarray, groups: np.ndarray, params: dict[s
 
 
 @dataclass
-class DecoderTuneResult:
+class DecoderTuneResult(StudyResult):
     """Outcome of :func:`tune_decoder` (scores on the validation queries)."""
 
-    study: optuna.Study
-    objective: str
-    best_params: dict[str, Any]
-    best_scores: dict[str, float]
-    paper_scores: dict[str, float]
     trials: list[dict[str, Any]]
 
     @property

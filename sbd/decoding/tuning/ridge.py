@@ -52,7 +52,7 @@ from sbd.decoding.ridge import (
     grouped_loo_errors, n_voxels_kept, select_voxels, shrinkage, voxel_scores,
 )
 from sbd.decoding.tuning import spaces
-from sbd.decoding.tuning.study import create_study, enqueue, optimize, record
+from sbd.decoding.tuning.study import StudyResult, create_study, enqueue, optimize, record
 from sbd.params import as_bool
 from sbd.scores import identification, other_category_mask, pearson_matrix
 
@@ -435,14 +435,9 @@ def _study_attrs(X: np.ndarray, Y: np.ndarray, objective: str, n_splits: int, n_
 
 
 @dataclass
-class TuneResult:
+class TuneResult(StudyResult):
     """Outcome of :func:`tune` (scores are means over the validation folds)."""
 
-    study: optuna.Study
-    objective: str
-    best_params: dict[str, Any]
-    best_scores: dict[str, float]
-    paper_scores: dict[str, float]
     paper_adjusted_scores: dict[str, float]
     n_trials_added: int
     n_decompositions: int

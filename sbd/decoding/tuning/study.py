@@ -15,12 +15,13 @@ import logging
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import optuna
 
 __all__ = ["HEARTBEAT_S", "MAX_RETRY", "make_storage", "study_lock", "create_study",
-           "enqueue", "optimize", "record"]
+           "enqueue", "optimize", "record", "StudyResult"]
 
 logger = logging.getLogger(__name__)
 
@@ -171,3 +172,15 @@ def optimize(study: optuna.Study, objective: Callable[[optuna.Trial], float], n_
     if not any(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials):
         raise RuntimeError(f"Study {study.study_name!r} has no completed trial.")
     return len(study.trials) - before
+
+
+@dataclass
+class StudyResult:
+    """What every tuner returns: its study, objective, the chosen parameters and their
+    validation scores beside the paper's settings' on the same folds or queries."""
+
+    study: optuna.Study
+    objective: str
+    best_params: dict[str, Any]
+    best_scores: dict[str, float]
+    paper_scores: dict[str, float]
