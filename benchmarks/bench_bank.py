@@ -23,11 +23,20 @@ contiguous storage):
   ``extract.list_bank``, beside ``list_old_s``, the listing of earlier sbd (a Path and a
   stat per file), in the same run.
 
+``--half auto|on|off`` picks the kNN search path of the served model and of the batch
+(``KNNLabeller(half=)``, kept in the model's config): ``off`` is the path of CPUs without
+AVX-512 (exact float32 products of rows converted in cache-sized pieces), so both paths
+can be measured on one AVX-512 machine; ``cpu_flags`` says which CPU the figures hold for.
+``server_anon_gb`` / ``server_file_rss_gb``: the server's anonymous and file-backed
+(the mapped bank) resident memory after the requests.  ``--skip stream`` / ``--skip list``
+leave those figures out.
+
 Prints progress on stderr and, last, one JSON line.  Needs ~16 GiB of memory, ~12 GB of
 disk; the FAISS columns need ``faiss-cpu`` (the ``faiss`` extra) and are left out, with
 ``faiss_skipped`` saying why, without it; run it alone on a quiet machine.
 
-    python benchmarks/bench_bank.py [--rows 1281167 --dim 2048 --work /tmp/bench_bank]
+    python benchmarks/bench_bank.py [--rows 1281167 --dim 2048 --work /tmp/bench_bank
+                                     --half auto --skip list]
 """
 
 from __future__ import annotations
@@ -51,10 +60,9 @@ def say(msg: str) -> None:
 
 
 def wnid_list(n: int) -> list[str]:
-    import sbd.generate
+    from sbd.data.label_sets import imagenet1k_wnids
 
-    text = (Path(sbd.generate.__file__).parent / "imagenet1k_wnids.txt").read_text()
-    return text.split()[:n]
+    return list(imagenet1k_wnids())[:n]
 
 
 def write_bank(path: Path, rows: int, dim: int, wnids: list[str], storage: str,
@@ -114,8 +122,9 @@ def make_queries(path: Path, n: int, seed: int = 1) -> np.ndarray:
         return bank.rows(rows) + 0.5 * rng.standard_normal((n, bank.dim), dtype=np.float32)
 
 
-def log_decoder(bank: Path, dim: int, n_voxels: int, tracking: str) -> str:
-    """Ridge (random voxels → features) + kNN over ``bank``, logged as one decoder."""
+def log_decoder(bank: Path, dim: int, n_voxels: int, tracking: str, half: bool | None) -> str:
+    """Ridge (random voxels → features) + kNN over ``bank``, logged as one decoder; the
+    labeller's ``half`` travels in the kNN model's config, so the server takes that path."""
     import mlflow
 
     from sbd.decoding.knn import KNNLabeller
@@ -131,7 +140,7 @@ def log_decoder(bank: Path, dim: int, n_voxels: int, tracking: str) -> str:
     with mlflow.start_run(run_name="bench_bank"):
         ridge_uri = ridge_model.log_ridge_model(ridge, name="ridge").model_uri
         t0 = time.perf_counter()
-        knn_uri = log_knn_model(KNNLabeller(k=5, top_k=5).fit(bank), bank, name="knn").model_uri
+        knn_uri = log_knn_model(KNNLabeller(k=5, top_k=5, half=half).fit(bank), bank, name="knn").model_uri
         say(f"kNN labeller fitted and logged in {time.perf_counter() - t0:.0f} s")
         return log_decoder_model(ridge_uri, knn_uri, name="decoder").model_uri
 
@@ -142,8 +151,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def peak_rss_gb(root_pid: int) -> float:
-    """Largest VmHWM among ``root_pid`` and its descendants, GiB."""
+def peak_rss_gb(root_pid: int) -> tuple[float, dict]:
+    """Largest VmHWM among ``root_pid`` and its descendants, GiB, and that process's
+    memory now: anonymous and file-backed resident GiB (``smaps_rollup``; the mapped
+    bank's pages are file-backed)."""
     pids, todo = [], [root_pid]
     while todo:
         pid = todo.pop()
@@ -153,15 +164,20 @@ def peak_rss_gb(root_pid: int) -> float:
         except OSError:
             kids = []
         todo += [int(k) for k in kids]
-    best = 0
+    best, top = 0, root_pid
     for pid in pids:
         try:
             for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmHWM:"):
-                    best = max(best, int(line.split()[1]))
+                if line.startswith("VmHWM:") and int(line.split()[1]) > best:
+                    best, top = int(line.split()[1]), pid
         except OSError:
             pass
-    return best / 2**20
+    f = {}
+    for line in Path(f"/proc/{top}/smaps_rollup").read_text().splitlines()[1:]:
+        key, value = line.split(":", 1)
+        f[key] = int(value.split()[0]) / 2**20
+    return best / 2**20, {"server_anon_gb": round(f["Anonymous"], 2),
+                          "server_file_rss_gb": round(f["Rss"] - f["Anonymous"], 2)}
 
 
 def serve(uri: str, tracking: str, n_voxels: int, n_requests: int) -> dict:
@@ -198,26 +214,26 @@ def serve(uri: str, tracking: str, n_voxels: int, n_requests: int) -> dict:
             r = one()
             times.append(time.perf_counter() - t)
             assert r.status_code == 200, r.text[:500]
-        rss = peak_rss_gb(proc.pid)
+        rss, mem = peak_rss_gb(proc.pid)
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=60)
     ms = np.array(times) * 1000
     return {"cold_load_s": round(cold, 1), "serve_p50_ms": round(float(np.percentile(ms, 50)), 1),
             "serve_p95_ms": round(float(np.percentile(ms, 95)), 1), "peak_rss_gb": round(rss, 2),
-            "n_requests": n_requests}
+            "n_requests": n_requests, **mem}
 
 
-def searches(path: Path, queries: np.ndarray, k: int = 5) -> dict:
+def searches(path: Path, queries: np.ndarray, half: bool | None, k: int = 5) -> dict:
     from sbd.decoding.knn import exact_search
     from sbd.features.bank import FeatureBank
 
     out = {}
     with FeatureBank(path) as bank:
         arr = bank.array()
-        exact_search(queries[:1], bank, k)  # row norms once, bank paged in (as a server does)
+        exact_search(queries[:1], bank, k, half=half)  # row norms once, bank paged in
         t0 = time.perf_counter()
-        ours = exact_search(queries, bank, k)
+        ours = exact_search(queries, bank, k, half=half)
         out["batch50_s"] = round(time.perf_counter() - t0, 2)
         say(f"exact_search of {len(queries)}: {out['batch50_s']} s")
         try:
@@ -302,6 +318,40 @@ def listing(work: Path, rows: int, wnids: list[str]) -> dict:
     return {"list_s": round(new_s, 1), "list_old_s": round(old_s, 1), "list_files": made}
 
 
+HALF = {"auto": None, "on": True, "off": False}
+
+
+def cpu_flags() -> str:
+    """The CPU's AVX flags (``/proc/cpuinfo``), space-separated."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return ""
+    return " ".join(sorted({w for w in text.split() if w.startswith("avx")}))
+
+
+def storage_figures(work: Path, bank: Path, args: argparse.Namespace, wnids: list[str]
+                    ) -> dict:
+    """Write the bank (and the gzip one, unless skipped), stream both, the scan limit."""
+    out = {"write_s": round(write_bank(bank, args.rows, args.dim, wnids, "contiguous"), 1)}
+    say(f"bank written in {out['write_s']} s")
+    if "stream" not in args.skip:
+        old = work / "gzip.h5"
+        out["gzip_write_s"] = round(write_bank(old, args.gzip_rows, args.dim, wnids, "gzip"), 1)
+        for name, path in (("stream", bank), ("gzip_stream", old)):
+            evict(path)
+            out[f"{name}_mb_s"] = round(stream_mb_s(path), 0)
+            out[f"{name}_cached_mb_s"] = round(stream_mb_s(path), 0)
+        say(f"streaming: {out['stream_mb_s']} MB/s vs gzip {out['gzip_stream_mb_s']}")
+    from sbd.features.bank import FeatureBank
+
+    with FeatureBank(bank) as fb:
+        bw = read_bandwidth(fb.array())
+    out["read_gb_s"] = round(bw / 1e9, 2)
+    out["scan_limit_ms"] = round(args.rows * args.dim * 2 / bw * 1000, 1)
+    return out
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--rows", type=int, default=1_281_167)
@@ -309,41 +359,34 @@ def main(argv=None) -> None:
     ap.add_argument("--gzip-rows", type=int, default=131_072)
     ap.add_argument("--n-voxels", type=int, default=4466)
     ap.add_argument("--requests", type=int, default=30)
+    ap.add_argument("--half", default="auto", choices=tuple(HALF),
+                    help="the kNN search path (KNNLabeller half=, kept in the served model's "
+                         "config): auto, on (float16 products), off (float32, as on AVX2)")
+    ap.add_argument("--skip", action="append", default=[], choices=("stream", "list"),
+                    help="leave out the gzip/streaming or the listing figures (repeatable)")
     ap.add_argument("--work", default="/tmp/bench_bank")
     args = ap.parse_args(argv)
     work = Path(args.work)
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     wnids = wnid_list(1000)
-    figures: dict = {"rows": args.rows, "dim": args.dim,
+    figures: dict = {"rows": args.rows, "dim": args.dim, "half": args.half,
                      "bank_gb": round(args.rows * args.dim * 2 / 2**30, 2),
-                     "cpus": os.cpu_count(), "load_before": os.getloadavg()[0]}
+                     "cpus": os.cpu_count(), "cpu_flags": cpu_flags(),
+                     "load_before": os.getloadavg()[0]}
     try:
         bank = work / "bank.h5"
-        figures["write_s"] = round(write_bank(bank, args.rows, args.dim, wnids, "contiguous"), 1)
-        say(f"bank written in {figures['write_s']} s")
-        old = work / "gzip.h5"
-        figures["gzip_write_s"] = round(write_bank(old, args.gzip_rows, args.dim, wnids, "gzip"), 1)
-        for name, path in (("stream", bank), ("gzip_stream", old)):
-            evict(path)
-            figures[f"{name}_mb_s"] = round(stream_mb_s(path), 0)
-            figures[f"{name}_cached_mb_s"] = round(stream_mb_s(path), 0)
-        say(f"streaming: {figures['stream_mb_s']} MB/s vs gzip {figures['gzip_stream_mb_s']}")
-        from sbd.features.bank import FeatureBank
-
-        with FeatureBank(bank) as fb:
-            bw = read_bandwidth(fb.array())
-        figures["read_gb_s"] = round(bw / 1e9, 2)
-        figures["scan_limit_ms"] = round(args.rows * args.dim * 2 / bw * 1000, 1)
+        figures.update(storage_figures(work, bank, args, wnids))
         tracking = f"sqlite:///{work / 'mlflow.db'}"
-        uri = log_decoder(bank, args.dim, args.n_voxels, tracking)
+        uri = log_decoder(bank, args.dim, args.n_voxels, tracking, HALF[args.half])
         evict(bank)  # a server that starts after a reboot reads the bank from disk
         figures.update(serve(uri, tracking, args.n_voxels, args.requests))
         figures["p50_over_scan_limit"] = round(figures["serve_p50_ms"] / figures["scan_limit_ms"], 2)
         say(f"served: p50 {figures['serve_p50_ms']} ms, cold {figures['cold_load_s']} s")
-        figures.update(searches(bank, make_queries(bank, 50)))
-        figures.update(listing(work, args.rows, wnids))
         figures["rss_over_bank"] = round(figures["peak_rss_gb"] / figures["bank_gb"], 2)
+        figures.update(searches(bank, make_queries(bank, 50), HALF[args.half]))
+        if "list" not in args.skip:
+            figures.update(listing(work, args.rows, wnids))
     finally:
         figures["load_after"] = os.getloadavg()[0]
         shutil.rmtree(work, ignore_errors=True)
