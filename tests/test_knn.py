@@ -338,6 +338,22 @@ def test_knn_pyfunc_roundtrip_and_bad_input(bank_file, queries, tmp_path):
         py.predict(None, queries[:, :5])
 
 
+def test_served_knn_model_takes_the_search_path_of_its_labeller(bank_file, queries):
+    """``half`` of the labeller travels in the model's config: a server loads the same path
+    (``half=False``: the float32 path of CPUs without AVX-512) and answers the same labels."""
+    path, _, _, _ = bank_file
+    from sbd.registry.knn_model import log_knn_model
+
+    labs = {half: KNNLabeller(k=5, top_k=3, half=half).fit(path) for half in (False, True)}
+    with mlflow.start_run():
+        infos = {half: log_knn_model(lab, path, name=f"knn_{half}") for half, lab in labs.items()}
+    for half, info in infos.items():
+        py = mlflow.pyfunc.load_model(info.model_uri).unwrap_python_model()
+        assert py.config["params"]["half"] is half and py.labeller.half is half
+        np.testing.assert_array_equal(py.predict_ranked(queries)[0],
+                                      labs[True].predict_ranked(queries)[0])
+
+
 def test_fewer_rows_than_k_after_exclusion():
     X = np.random.default_rng(0).normal(size=(6, 4))
     wnids = ["n01440764"] * 2 + ["n01443537"] * 2 + ["n01484850"] * 2

@@ -11,7 +11,11 @@ Once loaded, the bank is searched in memory (:func:`load_bank`): a contiguous ba
 whatever fits in ``in_memory_mb`` (config; default: 80 % of the memory available when the
 model loads).  A bank that does not fit is streamed from disk for every request, with a
 warning saying so (FAISS IVF, ``backend=faiss-ivf``, is the option for such banks).  The
-first search runs at load, so the first request finds the bank paged in.
+first search runs at load, so the first request finds the bank paged in.  The search path
+is the labeller's ``half`` (in ``config.json``'s ``params``): None (default) takes float16
+products on AVX-512 CPUs and exact float32 products of rows converted in cache-sized
+pieces elsewhere; a model logged from ``KNNLabeller(half=False)`` serves the float32 path
+on any CPU (``bench_bank.py --half off``).
 
 Artifacts: ``config.json`` (labeller parameters, backbone, dim), ``centroids.npy`` (class
 means, so loading needs no pass over the bank), ``normalizer.npz`` (the training-feature
