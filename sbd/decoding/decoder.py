@@ -74,6 +74,12 @@ def ranked_wnids(df: pd.DataFrame) -> list[list[str]]:
     return [[str(w) for w in row] for row in df[cols].itertuples(index=False, name=None)]
 
 
+def voxel_table(x: np.ndarray) -> pd.DataFrame:
+    """The decoder pyfunc's input: voxels (n, v) as float64 columns ``v0..v{v-1}``."""
+    return pd.DataFrame(np.asarray(x, dtype=np.float64),
+                        columns=[f"v{i}" for i in range(x.shape[1])])
+
+
 def ranked_names(df: pd.DataFrame) -> list[list[str]] | None:
     """Per row of a decoder output table, its label names in rank order; None when the
     table has no ``name_<rank>`` columns."""

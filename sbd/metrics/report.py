@@ -107,12 +107,6 @@ class EvaluationReport:
         return out
 
 
-def voxel_table(x: np.ndarray) -> pd.DataFrame:
-    """The decoder pyfunc's input: voxels (n, v) as float64 columns ``v0..v{v-1}``."""
-    return pd.DataFrame(np.asarray(x, dtype=np.float64),
-                        columns=[f"v{i}" for i in range(x.shape[1])])
-
-
 def ranked_names(out: pd.DataFrame, ranked: Sequence[Sequence[str]]) -> list[list[str]]:
     """Per row of a decoder output table, its label names in rank order
     (:func:`sbd.decoding.decoder.ranked_names`; empty strings, as many as the row's
@@ -126,6 +120,8 @@ def ranked_names(out: pd.DataFrame, ranked: Sequence[Sequence[str]]) -> list[lis
 def predict(model: Any, voxels: np.ndarray) -> tuple[list[list[str]], list[list[str]], np.ndarray]:
     """Ranked wnids, their names, and predicted features (n, D) of a decoder pyfunc."""
     from sbd.decoding.decoder import ranked_wnids
+
+    from sbd.decoding.decoder import voxel_table
 
     table = voxel_table(voxels)
     out = model.predict(table)

@@ -128,8 +128,7 @@ def _decode(decoder_uri: str, voxels: np.ndarray, top_k: int
             ) -> tuple[list[list[str]], np.ndarray, int]:
     """Ranked wnids and scores of the decoder for ``voxels``, and the ranks used (``top_k``
     capped at the decoder's K)."""
-    from sbd.decoding.decoder import ranked_scores, ranked_wnids
-    from sbd.metrics.report import voxel_table
+    from sbd.decoding.decoder import ranked_scores, ranked_wnids, voxel_table
 
     ranked = mlflow.pyfunc.load_model(decoder_uri).predict(voxel_table(voxels))
     wnids, scores = ranked_wnids(ranked), ranked_scores(ranked)
