@@ -140,7 +140,8 @@ def log_decoder(bank: Path, dim: int, n_voxels: int, tracking: str, half: bool |
     with mlflow.start_run(run_name="bench_bank"):
         ridge_uri = ridge_model.log_ridge_model(ridge, name="ridge").model_uri
         t0 = time.perf_counter()
-        knn_uri = log_knn_model(KNNLabeller(k=5, top_k=5, half=half).fit(bank), bank, name="knn").model_uri
+        labeller = KNNLabeller(k=5, top_k=5, half=half).fit(bank)
+        knn_uri = log_knn_model(labeller, bank, name="knn").model_uri
         say(f"kNN labeller fitted and logged in {time.perf_counter() - t0:.0f} s")
         return log_decoder_model(ridge_uri, knn_uri, name="decoder").model_uri
 
@@ -381,7 +382,8 @@ def main(argv=None) -> None:
         uri = log_decoder(bank, args.dim, args.n_voxels, tracking, HALF[args.half])
         evict(bank)  # a server that starts after a reboot reads the bank from disk
         figures.update(serve(uri, tracking, args.n_voxels, args.requests))
-        figures["p50_over_scan_limit"] = round(figures["serve_p50_ms"] / figures["scan_limit_ms"], 2)
+        figures["p50_over_scan_limit"] = round(figures["serve_p50_ms"]
+                                               / figures["scan_limit_ms"], 2)
         say(f"served: p50 {figures['serve_p50_ms']} ms, cold {figures['cold_load_s']} s")
         figures["rss_over_bank"] = round(figures["peak_rss_gb"] / figures["bank_gb"], 2)
         figures.update(searches(bank, make_queries(bank, 50), HALF[args.half]))

@@ -16,8 +16,8 @@ nearest neighbours by
 Each runs in its own subprocess (timed from opening the file to the answer, so the load
 is counted for both; imports excluded).  Memory, per process: ``*_anon_peak_mb`` is the
 peak of anonymous memory (``Anonymous`` of ``/proc/self/smaps_rollup``, sampled every
-10 ms while timed; ``*_anon_before_mb`` before, imports done): what the process allocates; ``*_file_peak_mb`` is the peak growth of
-its file-backed resident pages over the moment before timing (the bank's mapped pages,
+10 ms while timed; ``*_anon_before_mb`` before, imports done): what the process
+allocates; ``*_file_peak_mb`` is the peak growth of its file-backed resident pages over the moment before timing (the bank's mapped pages,
 shared with the page cache and with every other reader of the file, so not counted as
 the process's own); ``*_peak_rss_mb`` is ``getrusage``'s peak RSS (both kinds together,
 plus the imported libraries).  The file is read once before both, so both find it in the
