@@ -54,6 +54,8 @@ from pathlib import Path
 
 import numpy as np
 
+from _machine import HALF, cpu_flags  # benchmarks/_machine.py (this folder is on sys.path)
+
 
 def say(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
@@ -317,18 +319,6 @@ def listing(work: Path, rows: int, wnids: list[str]) -> dict:
     assert len(kept) == n_old == made, (len(kept), n_old, made)
     shutil.rmtree(data)
     return {"list_s": round(new_s, 1), "list_old_s": round(old_s, 1), "list_files": made}
-
-
-HALF = {"auto": None, "on": True, "off": False}
-
-
-def cpu_flags() -> str:
-    """The CPU's AVX flags (``/proc/cpuinfo``), space-separated."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return ""
-    return " ".join(sorted({w for w in text.split() if w.startswith("avx")}))
 
 
 def storage_figures(work: Path, bank: Path, args: argparse.Namespace, wnids: list[str]

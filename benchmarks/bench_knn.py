@@ -47,6 +47,8 @@ from pathlib import Path
 
 import numpy as np
 
+from _machine import HALF, cpu_flags  # benchmarks/_machine.py (this folder is on sys.path)
+
 
 def make_bank(path: Path, n_bank: int, dim: int, n_classes: int, seed: int) -> None:
     """A clustered synthetic bank written block by block with sbd's BankWriter."""
@@ -150,18 +152,6 @@ def run_worker(kind: str, bank: Path, queries: Path, out: Path, k: int, metric: 
     if res.returncode != 0:
         raise RuntimeError(f"{kind} worker failed:\n{res.stderr[-3000:]}")
     return json.loads(res.stdout.strip().splitlines()[-1])
-
-
-HALF = {"auto": None, "on": True, "off": False}
-
-
-def cpu_flags() -> str:
-    """The CPU's AVX flags (``/proc/cpuinfo``), space-separated."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return ""
-    return " ".join(sorted({w for w in text.split() if w.startswith("avx")}))
 
 
 def main() -> None:
