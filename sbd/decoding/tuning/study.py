@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -44,19 +45,39 @@ def make_storage(storage: str | None, heartbeat_s: float = HEARTBEAT_S
     if "://" not in storage:
         raise ValueError(f"storage={storage!r} is not an RDB URL; use e.g. "
                          f"'sqlite:///{storage}' or 'postgresql://user@host/db'.")
-    kwargs: dict[str, Any] = {}
+    engine: dict[str, Any] = {}
     if storage.startswith("sqlite"):
-        kwargs = {"connect_args": {"timeout": 60}}
+        engine = {"connect_args": {"timeout": 60}}
+    kwargs: dict[str, Any] = {}
     heartbeat = int(float(heartbeat_s))
-    if heartbeat <= 0:
-        return optuna.storages.RDBStorage(storage, engine_kwargs=kwargs)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        retry = optuna.storages.RetryFailedTrialCallback(max_retry=MAX_RETRY)
-        return optuna.storages.RDBStorage(storage, engine_kwargs=kwargs,
-                                          heartbeat_interval=heartbeat,
-                                          grace_period=3 * heartbeat,
-                                          failed_trial_callback=retry)
+    if heartbeat > 0:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            retry = optuna.storages.RetryFailedTrialCallback(max_retry=MAX_RETRY)
+        kwargs = {"heartbeat_interval": heartbeat, "grace_period": 3 * heartbeat,
+                  "failed_trial_callback": retry}
+    return _rdb_storage(storage, engine, kwargs)
+
+
+def _rdb_storage(storage: str, engine: dict[str, Any], kwargs: dict[str, Any],
+                 attempts: int = 5) -> optuna.storages.RDBStorage:
+    """Optuna's RDBStorage, whose first use creates the schema.  Workers that start
+    together on a fresh PostgreSQL database race to create it (CI saw "duplicate key value
+    violates unique constraint pg_type_typname_nsp_index" from the second worker's CREATE
+    TYPE): the loser tries again, and then finds the schema made."""
+    import sqlalchemy
+
+    for attempt in range(attempts):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return optuna.storages.RDBStorage(storage, engine_kwargs=engine, **kwargs)
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError) as err:
+            if attempt == attempts - 1:
+                raise
+            logger.info("creating the study schema raced another worker (%s); again", err)
+            time.sleep(0.5 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 def _server_lock(storage: str, key: int):
